@@ -1,0 +1,104 @@
+/**
+ * The contract between a transport (iscsi/, or the copy engine's internal
+ * initiator) and the SCSI core. scsi/ never imports from iscsi/ or src/.
+ *
+ * Pipeline: transport builds a ScsiTask -> ScsiTarget.execute(task) ->
+ * command table -> CDB validation -> LU state checks -> handler ->
+ * BackingStore -> data mover (task.dataIn / task.dataOut) -> ScsiResult.
+ */
+
+/** SAM status codes. */
+export const enum ScsiStatus {
+  GOOD = 0x00,
+  CHECK_CONDITION = 0x02,
+  CONDITION_MET = 0x04,
+  BUSY = 0x08,
+  RESERVATION_CONFLICT = 0x18,
+  TASK_SET_FULL = 0x28,
+  ACA_ACTIVE = 0x30,
+  TASK_ABORTED = 0x40,
+}
+
+/** Direction of data for a command, from the initiator's point of view. */
+export type DataDirection = 'none' | 'in' | 'out' | 'bidi';
+
+/**
+ * The identity of the initiator side of an I_T nexus. Unit attentions,
+ * reservations and ACL checks key on `key`.
+ */
+export interface ItNexus {
+  /** Unique per I_T nexus, e.g. `${initiatorName},i,0x${isid}`. */
+  readonly key: string;
+  readonly initiatorName: string;
+  /** iSCSI initiator port name: `${initiatorName},i,0x${isid}` (SPC TransportID format 01b). */
+  readonly initiatorPortName: string;
+  /** Relative target port identifier (1-based) through which the nexus exists. */
+  readonly relativeTargetPort: number;
+  readonly targetPortName: string;
+}
+
+/**
+ * The data-mover port. The transport fulfils it: iSCSI with immediate data,
+ * unsolicited Data-Out and R2T (dataOut), and Data-In PDUs (dataIn); the copy
+ * engine's internal initiator from memory. The core never sees an R2T.
+ */
+export interface ScsiTask {
+  /** LUN as decoded from the transport (SAM flat/peripheral addressing already decoded to a number). */
+  readonly lun: number;
+  /** The CDB; may alias a receive buffer, so copy anything that must outlive execute(). */
+  readonly cdb: Buffer;
+  readonly nexus: ItNexus;
+  /** Expected data transfer length the initiator declared for its buffer (bytes). */
+  readonly expectedDataTransferLength: number;
+  /** Task attribute: 0 untagged, 1 simple, 2 ordered, 3 head of queue, 4 ACA. */
+  readonly attribute: number;
+  /** Set by the transport when the task is aborted (TMF, LU reset, connection loss). */
+  readonly signal: AbortSignal;
+  /**
+   * Fetch `length` bytes of write data starting at buffer offset 0 (the transport
+   * collects immediate, unsolicited and solicited data). Never more than
+   * expectedDataTransferLength; the core clamps and reports residuals.
+   */
+  dataOut(length: number): Promise<Buffer>;
+}
+
+/** Sense data in a form transports can encode. Built only by the core. */
+export interface SenseData {
+  key: number;
+  asc: number;
+  ascq: number;
+  /** 3 bytes of sense-key-specific information (SKSV set by the builder), or undefined. */
+  senseKeySpecific?: Buffer;
+  /** INFORMATION field (fixed format 4 bytes) if valid. */
+  information?: bigint;
+  /** COMMAND-SPECIFIC INFORMATION field. */
+  commandSpecific?: number;
+}
+
+export interface ScsiResult {
+  status: ScsiStatus;
+  /** Encoded sense buffer (fixed format 70h), present with CHECK CONDITION. */
+  sense?: Buffer;
+  /**
+   * Data-In for the initiator, in order. The transport sends at most
+   * expectedDataTransferLength bytes and computes underflow/overflow residuals
+   * against `dataInLength` (the length the command wanted to return).
+   */
+  dataIn?: Buffer[];
+  /** Total bytes the command produced for Data-In (may exceed EDTL -> overflow). */
+  dataInLength?: number;
+  /** Bytes of Data-Out the command consumed (for write residual computation). */
+  dataOutLength?: number;
+}
+
+/** Task management functions the transport forwards to the core. */
+export const enum TmfFunction {
+  ABORT_TASK = 1,
+  ABORT_TASK_SET = 2,
+  CLEAR_ACA = 3,
+  CLEAR_TASK_SET = 4,
+  LOGICAL_UNIT_RESET = 5,
+  TARGET_WARM_RESET = 6,
+  TARGET_COLD_RESET = 7,
+  TASK_REASSIGN = 8,
+}
