@@ -102,3 +102,37 @@ export const enum TmfFunction {
   TARGET_COLD_RESET = 7,
   TASK_REASSIGN = 8,
 }
+
+/** Outcome of a task management function, in SAM terms (the transport maps it to its own codes). */
+export type TmfOutcome = 'complete' | 'no-such-task' | 'no-such-lun' | 'not-supported' | 'rejected';
+
+/**
+ * A SCSI target device as a transport sees it: its logical units, the I_T
+ * nexuses it knows, command execution and task management. Implemented in
+ * scsi/scsi-device.ts; composed with backing stores in src/.
+ */
+export interface ScsiDevice {
+  /** LUNs that `nexus` may access, ascending (REPORT LUNS and LUN checks use the same list). */
+  lunsFor(nexus: ItNexus): number[];
+  /** An I_T nexus came into existence (login): queue POWER ON/RESET unit attention for it on every LU. */
+  attachNexus(nexus: ItNexus): void;
+  /** The I_T nexus is gone (session ended): release RESERVE(6/10) reservations it held, drop its UA queues. */
+  detachNexus(nexus: ItNexus): void;
+  /**
+   * Execute one command. Never throws: every failure becomes a ScsiResult.
+   * A task aborted by task management (its own signal, or a reset/clear from
+   * any nexus) resolves with status TASK_ABORTED and `aborted: true`; the
+   * transport then sends no response for it.
+   */
+  execute(task: ScsiTask): Promise<ScsiResult & { aborted?: boolean }>;
+  /**
+   * Task management that spans more than the transport's own tasks:
+   * CLEAR TASK SET, LOGICAL UNIT RESET, TARGET WARM/COLD RESET (and CLEAR ACA).
+   * Aborts the affected tasks of every nexus, waits until they have settled,
+   * and establishes the unit attentions SAM names. ABORT TASK / ABORT TASK SET
+   * are done by the transport by aborting its own tasks' signals.
+   */
+  taskManagement(fn: TmfFunction, nexus: ItNexus, lun: number): Promise<TmfOutcome>;
+  /** Sync every backing store and stop accepting commands (daemon shutdown). */
+  close(): Promise<void>;
+}
