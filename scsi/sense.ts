@@ -1,0 +1,192 @@
+/**
+ * Typed sense errors, mapped once (SPC-5 4.4 sense data; reference doc 1.3, 1.5, 5).
+ *
+ * Handlers throw `SenseError` with a named reason; `SENSE_TABLE` is the one
+ * place that turns reasons into SENSE KEY / ASC / ASCQ; only the core catch in
+ * scsi-device.ts builds CHECK CONDITION from it.
+ */
+
+/** Sense keys (SPC-5 table 28). */
+export const SenseKey = {
+  NO_SENSE: 0x0,
+  RECOVERED_ERROR: 0x1,
+  NOT_READY: 0x2,
+  MEDIUM_ERROR: 0x3,
+  HARDWARE_ERROR: 0x4,
+  ILLEGAL_REQUEST: 0x5,
+  UNIT_ATTENTION: 0x6,
+  DATA_PROTECT: 0x7,
+  BLANK_CHECK: 0x8,
+  COPY_ABORTED: 0xa,
+  ABORTED_COMMAND: 0xb,
+  VOLUME_OVERFLOW: 0xd,
+  MISCOMPARE: 0xe,
+  COMPLETED: 0xf,
+} as const;
+
+const K = SenseKey;
+
+/** reason -> [key, ASC, ASCQ]. The single mapping table. */
+export const SENSE_TABLE = {
+  NO_SENSE: [K.NO_SENSE, 0x00, 0x00],
+  // ILLEGAL REQUEST
+  PARAMETER_LIST_LENGTH_ERROR: [K.ILLEGAL_REQUEST, 0x1a, 0x00],
+  INVALID_COMMAND_OPERATION_CODE: [K.ILLEGAL_REQUEST, 0x20, 0x00],
+  LBA_OUT_OF_RANGE: [K.ILLEGAL_REQUEST, 0x21, 0x00],
+  INVALID_FIELD_IN_CDB: [K.ILLEGAL_REQUEST, 0x24, 0x00],
+  LOGICAL_UNIT_NOT_SUPPORTED: [K.ILLEGAL_REQUEST, 0x25, 0x00],
+  INVALID_FIELD_IN_PARAMETER_LIST: [K.ILLEGAL_REQUEST, 0x26, 0x00],
+  PARAMETER_NOT_SUPPORTED: [K.ILLEGAL_REQUEST, 0x26, 0x01],
+  PARAMETER_VALUE_INVALID: [K.ILLEGAL_REQUEST, 0x26, 0x02],
+  INVALID_RELEASE_OF_PERSISTENT_RESERVATION: [K.ILLEGAL_REQUEST, 0x26, 0x04],
+  SAVING_PARAMETERS_NOT_SUPPORTED: [K.ILLEGAL_REQUEST, 0x39, 0x00],
+  INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT: [K.ILLEGAL_REQUEST, 0x0e, 0x03],
+  INSUFFICIENT_REGISTRATION_RESOURCES: [K.ILLEGAL_REQUEST, 0x55, 0x04],
+  // DATA PROTECT
+  WRITE_PROTECTED: [K.DATA_PROTECT, 0x27, 0x00],
+  SPACE_ALLOCATION_FAILED_WRITE_PROTECT: [K.DATA_PROTECT, 0x27, 0x07],
+  // MEDIUM ERROR
+  MEDIUM_ERROR_READ: [K.MEDIUM_ERROR, 0x11, 0x00], // UNRECOVERED READ ERROR
+  WRITE_ERROR: [K.MEDIUM_ERROR, 0x0c, 0x00],
+  // HARDWARE ERROR
+  INTERNAL_TARGET_FAILURE: [K.HARDWARE_ERROR, 0x44, 0x00],
+  // MISCOMPARE
+  MISCOMPARE: [K.MISCOMPARE, 0x1d, 0x00],
+  // NOT READY
+  LU_NOT_READY_MANUAL_INTERVENTION: [K.NOT_READY, 0x04, 0x03],
+  // UNIT ATTENTION (SPC-5 annex; SAM-5 6.3)
+  UA_POWER_ON_RESET: [K.UNIT_ATTENTION, 0x29, 0x00],
+  UA_POWER_ON_OCCURRED: [K.UNIT_ATTENTION, 0x29, 0x01],
+  UA_BUS_DEVICE_RESET_FUNCTION: [K.UNIT_ATTENTION, 0x29, 0x03],
+  UA_I_T_NEXUS_LOSS: [K.UNIT_ATTENTION, 0x29, 0x07],
+  UA_MODE_PARAMETERS_CHANGED: [K.UNIT_ATTENTION, 0x2a, 0x01],
+  UA_RESERVATIONS_PREEMPTED: [K.UNIT_ATTENTION, 0x2a, 0x03],
+  UA_RESERVATIONS_RELEASED: [K.UNIT_ATTENTION, 0x2a, 0x04],
+  UA_REGISTRATIONS_PREEMPTED: [K.UNIT_ATTENTION, 0x2a, 0x05],
+  UA_ASYMMETRIC_ACCESS_STATE_CHANGED: [K.UNIT_ATTENTION, 0x2a, 0x06],
+  UA_CAPACITY_DATA_HAS_CHANGED: [K.UNIT_ATTENTION, 0x2a, 0x09],
+  UA_COMMANDS_CLEARED_BY_ANOTHER_INITIATOR: [K.UNIT_ATTENTION, 0x2f, 0x00],
+  UA_INQUIRY_DATA_HAS_CHANGED: [K.UNIT_ATTENTION, 0x3f, 0x03],
+  UA_REPORTED_LUNS_DATA_HAS_CHANGED: [K.UNIT_ATTENTION, 0x3f, 0x0e],
+} as const satisfies Record<string, readonly [number, number, number]>;
+
+export type SenseReason = keyof typeof SENSE_TABLE;
+/** The reasons that are unit attention conditions. */
+export type UnitAttentionReason = Extract<SenseReason, `UA_${string}`>;
+
+/**
+ * Sense-key-specific FIELD POINTER (SPC-5 4.4.2.2, reference 1.5).
+ * `cd`: true = the error is in the CDB, false = in the parameter data.
+ */
+export interface FieldPointer {
+  byte: number;
+  /** Bit 0..7; omitted -> BPV = 0. */
+  bit?: number;
+  cd: boolean;
+}
+
+export interface SenseErrorOptions {
+  field?: FieldPointer;
+  /** INFORMATION field (VALID=1 when it fits in 32 bits for fixed format). */
+  information?: bigint | number;
+  commandSpecific?: number;
+}
+
+/** A failure a handler reports; the core turns it into CHECK CONDITION. */
+export class SenseError extends Error {
+  readonly reason: SenseReason;
+  readonly field?: FieldPointer;
+  readonly information?: bigint;
+  readonly commandSpecific?: number;
+
+  constructor(reason: SenseReason, options: SenseErrorOptions = {}) {
+    super(reason);
+    this.name = 'SenseError';
+    this.reason = reason;
+    this.field = options.field;
+    this.information = options.information === undefined ? undefined : BigInt(options.information);
+    this.commandSpecific = options.commandSpecific;
+  }
+}
+
+/** Shorthand for the most common case: INVALID FIELD IN CDB pointing at byte/bit. */
+export function invalidCdbField(byte: number, bit?: number): SenseError {
+  return new SenseError('INVALID_FIELD_IN_CDB', { field: { byte, bit, cd: true } });
+}
+
+/** Shorthand: INVALID FIELD IN PARAMETER LIST pointing at byte/bit of the parameter data. */
+export function invalidParameterField(byte: number, bit?: number): SenseError {
+  return new SenseError('INVALID_FIELD_IN_PARAMETER_LIST', { field: { byte, bit, cd: false } });
+}
+
+/** 3 sense-key-specific bytes for a field pointer, SKSV set (reference 1.5). */
+export function encodeFieldPointer(field: FieldPointer): Buffer {
+  const b = Buffer.alloc(3);
+  b[0] = 0x80 | (field.cd ? 0x40 : 0) | (field.bit !== undefined ? 0x08 | (field.bit & 0x07) : 0);
+  b.writeUInt16BE(field.byte & 0xffff, 1);
+  return b;
+}
+
+export interface FixedSenseInput {
+  key: number;
+  asc: number;
+  ascq: number;
+  information?: bigint;
+  commandSpecific?: number;
+  /** 3 bytes including SKSV in bit 7 of byte 0. */
+  senseKeySpecific?: Buffer;
+  deferred?: boolean;
+}
+
+export const FIXED_SENSE_LENGTH = 18;
+
+/** Fixed-format sense data, response code 70h/71h, 18 bytes (SPC-5 4.4.3, reference 1.3). */
+export function encodeFixedSense(s: FixedSenseInput): Buffer {
+  const b = Buffer.alloc(FIXED_SENSE_LENGTH);
+  const infoFits = s.information !== undefined && s.information >= 0n && s.information <= 0xffffffffn;
+  b[0] = (infoFits ? 0x80 : 0) | (s.deferred ? 0x71 : 0x70);
+  b[2] = s.key & 0x0f;
+  if (infoFits) b.writeUInt32BE(Number(s.information), 3);
+  b[7] = FIXED_SENSE_LENGTH - 8; // ADDITIONAL SENSE LENGTH (n-7)
+  if (s.commandSpecific !== undefined) b.writeUInt32BE(s.commandSpecific >>> 0, 8);
+  b[12] = s.asc;
+  b[13] = s.ascq;
+  if (s.senseKeySpecific) s.senseKeySpecific.copy(b, 15, 0, 3);
+  return b;
+}
+
+/** Key/ASC/ASCQ for a reason. */
+export function senseCodes(reason: SenseReason): { key: number; asc: number; ascq: number } {
+  const [key, asc, ascq] = SENSE_TABLE[reason];
+  return { key, asc, ascq };
+}
+
+/** Encode a SenseError as fixed-format sense bytes. */
+export function encodeSenseError(err: SenseError): Buffer {
+  return encodeFixedSense({
+    ...senseCodes(err.reason),
+    information: err.information,
+    commandSpecific: err.commandSpecific,
+    senseKeySpecific: err.field ? encodeFieldPointer(err.field) : undefined,
+  });
+}
+
+/** Decoded view of fixed sense, for tests and REQUEST SENSE round trips. */
+export function decodeFixedSense(b: Buffer): {
+  valid: boolean; responseCode: number; key: number; asc: number; ascq: number;
+  information: number; sksv: boolean; cd: boolean; bpv: boolean; bit: number; fieldPointer: number;
+} {
+  return {
+    valid: (b[0] & 0x80) !== 0,
+    responseCode: b[0] & 0x7f,
+    key: b[2] & 0x0f,
+    information: b.readUInt32BE(3),
+    asc: b[12],
+    ascq: b[13],
+    sksv: (b[15] & 0x80) !== 0,
+    cd: (b[15] & 0x40) !== 0,
+    bpv: (b[15] & 0x08) !== 0,
+    bit: b[15] & 0x07,
+    fieldPointer: b.readUInt16BE(16),
+  };
+}
