@@ -8,7 +8,7 @@
  */
 
 /** SAM status codes. */
-export const enum ScsiStatus {
+export enum ScsiStatus {
   GOOD = 0x00,
   CHECK_CONDITION = 0x02,
   CONDITION_MET = 0x04,
@@ -92,7 +92,7 @@ export interface ScsiResult {
 }
 
 /** Task management functions the transport forwards to the core. */
-export const enum TmfFunction {
+export enum TmfFunction {
   ABORT_TASK = 1,
   ABORT_TASK_SET = 2,
   CLEAR_ACA = 3,

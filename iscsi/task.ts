@@ -1,0 +1,125 @@
+/**
+ * One SCSI command as the iSCSI transport carries it: the ScsiTask the core
+ * sees, plus the write-data bookkeeping (immediate data, unsolicited
+ * Data-Out, R2T sequences) that fulfils task.dataOut() (RFC 7143 §4.2.3.4,
+ * §11.7, §11.8). The core never sees an R2T.
+ */
+import type { ItNexus, ScsiTask } from '../scsi/types';
+
+export class TransportError extends Error {
+  constructor(
+    readonly code: 'PROTOCOL' | 'ABORTED' | 'CONNECTION_LOST',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface R2tSequence {
+  ttt: number;
+  offset: number;
+  length: number;
+  received: number;
+  nextDataSN: number;
+}
+
+/** What the task needs from its connection to solicit data. */
+export interface DataSolicitor {
+  /** Send R2Ts for the task until `upTo` bytes are requested (bounded by MaxOutstandingR2T). */
+  solicit(task: IscsiTask): void;
+}
+
+export class IscsiTask implements ScsiTask {
+  readonly controller = new AbortController();
+  readonly signal: AbortSignal;
+  /** Write buffer, EDTL bytes, allocated when the command arrives with W set. */
+  writeBuf: Buffer | null = null;
+  /** Bytes of write data received (immediate + unsolicited + solicited). */
+  received = 0;
+  immediateLength = 0;
+  /** Unsolicited Data-Out bytes still expected after immediate data. */
+  unsolicitedExpected = 0;
+  unsolicitedReceived = 0;
+  unsolicitedNextDataSN = 0;
+  unsolicitedDone = true;
+  /** Bytes the core asked for (dataOut length). -1 until it asks. */
+  wanted = -1;
+  /** Next offset to solicit with an R2T. */
+  nextR2tOffset = 0;
+  r2tSN = 0;
+  readonly r2ts = new Map<number, R2tSequence>();
+  /** Data-In PDUs and R2Ts sent (ExpDataSN in the response). */
+  dataSN = 0;
+  delivered = false;
+  finished = false;
+  private waiter: { resolve: (b: Buffer) => void; reject: (e: Error) => void } | null = null;
+  /** Resolves when the task has settled (response sent, or aborted and cleaned up). */
+  readonly settled: Promise<void>;
+  private settle!: () => void;
+
+  constructor(
+    readonly itt: number,
+    readonly lun: number,
+    /** The raw 8-byte LUN field, copied. */
+    readonly lunField: Buffer,
+    readonly cdb: Buffer,
+    readonly nexus: ItNexus,
+    readonly expectedDataTransferLength: number,
+    readonly attribute: number,
+    readonly isWrite: boolean,
+    readonly isRead: boolean,
+    readonly cmdSN: number,
+    readonly immediate: boolean,
+    private readonly solicitor: DataSolicitor,
+  ) {
+    this.signal = this.controller.signal;
+    this.settled = new Promise<void>((r) => (this.settle = r));
+  }
+
+  /** Mark settled (idempotent). */
+  finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.settle();
+  }
+
+  abort(reason: TransportError): void {
+    if (!this.controller.signal.aborted) this.controller.abort(reason);
+    if (this.waiter) {
+      const w = this.waiter;
+      this.waiter = null;
+      w.reject(reason);
+    }
+  }
+
+  /** ScsiTask.dataOut: collect `length` bytes of write data from offset 0. */
+  dataOut(length: number): Promise<Buffer> {
+    if (this.signal.aborted) return Promise.reject(this.signal.reason ?? new TransportError('ABORTED', 'aborted'));
+    const want = Math.max(0, Math.min(length, this.expectedDataTransferLength));
+    if (want === 0 || !this.writeBuf) return Promise.resolve(Buffer.alloc(0));
+    this.wanted = want;
+    if (this.isComplete()) return Promise.resolve(this.writeBuf.subarray(0, want));
+    return new Promise<Buffer>((resolve, reject) => {
+      this.waiter = { resolve, reject };
+      this.solicitor.solicit(this);
+    });
+  }
+
+  /** True when the bytes the core wants have all arrived. */
+  isComplete(): boolean {
+    return this.wanted >= 0 && this.received >= this.wanted && this.unsolicitedDone;
+  }
+
+  /** Called by the connection after data arrived; wakes the core when complete. */
+  checkComplete(): void {
+    if (this.waiter && this.isComplete()) {
+      const w = this.waiter;
+      this.waiter = null;
+      w.resolve(this.writeBuf!.subarray(0, this.wanted));
+    }
+  }
+
+  get waitingForData(): boolean {
+    return this.waiter !== null;
+  }
+}
