@@ -1,0 +1,509 @@
+/**
+ * Interop harness: starts a target (xcopyd, or Debian tgtd as a reference) on a free
+ * 127.0.0.1 port with a fresh data directory, waits for it, stops it by PID, and keeps its
+ * log for failure diagnostics. Also: tool discovery that skips loudly (or fails under
+ * CI=true) and a bounded child-process runner.
+ *
+ * Every wait here is bounded in time; every process is stopped by the PID we started.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash, randomFillSync } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+export const REPO_ROOT = path.resolve(__dirname, '..', '..');
+export const DEFAULT_IQN = 'iqn.2026-11.org.xcopyd:default';
+export const IS_CI = process.env.CI === 'true' || process.env.CI === '1';
+
+/** Where logs of daemons and tool runs go; kept after the run for diagnostics. */
+export const OUT_ROOT = process.env.XCOPYD_INTEROP_OUT ?? path.join(os.tmpdir(), 'xcopyd-interop');
+
+/** The shared Linux-initiator VM tool; in CI it sits next to the repo at ../shared. */
+export const LINUX_INITIATOR_DIR =
+  process.env.LINUX_INITIATOR_DIR ?? path.resolve(REPO_ROOT, '..', 'shared', 'tools', 'linux-initiator');
+
+export type TargetKind = 'xcopyd' | 'tgt';
+/** INTEROP_TARGET=tgt runs the interop suites against tgtd, to check the harness itself. */
+export const TARGET_KIND: TargetKind = process.env.INTEROP_TARGET === 'tgt' ? 'tgt' : 'xcopyd';
+
+const GiB = 1024 * 1024 * 1024;
+
+// ---------------------------------------------------------------------------------------
+// tools
+
+function findInPath(name: string): string | undefined {
+  const dirs = (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/sbin', '/usr/local/sbin']);
+  for (const d of dirs) {
+    if (!d) continue;
+    const p = path.join(d, name);
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      if (fs.statSync(p).isFile()) return p;
+    } catch {
+      /* not here */
+    }
+  }
+  return undefined;
+}
+
+function banner(lines: string[]): string {
+  const bar = '!'.repeat(78);
+  return ['', bar, ...lines.map((l) => `!!  ${l}`), bar, ''].join('\n');
+}
+
+/**
+ * Report a missing prerequisite: loudly skip locally, fail under CI=true.
+ * Returns false (so the caller can `describe.skip`) or throws in CI.
+ */
+export function missingPrerequisite(what: string, fix: string): false {
+  const msg = `interop prerequisite missing: ${what}`;
+  if (IS_CI) throw new Error(`${msg} (CI=true, so this is a failure, not a skip). Fix: ${fix}`);
+  console.warn(banner([`SKIPPING: ${msg}`, `fix: ${fix}`, 'under CI=true this is a FAILURE']));
+  return false;
+}
+
+/** True if `name` is on PATH; otherwise a loud skip (false), or a thrown error under CI=true. */
+export function requireTool(name: string, debianPackage: string): boolean {
+  if (findInPath(name)) return true;
+  return missingPrerequisite(`'${name}' not found on PATH`, `apt-get install -y ${debianPackage}`);
+}
+
+/** All tools at once; reports every missing one before deciding. */
+export function requireTools(tools: Array<[name: string, debianPackage: string]>): boolean {
+  const missing = tools.filter(([n]) => !findInPath(n));
+  if (missing.length === 0) return true;
+  return missingPrerequisite(
+    `${missing.map(([n]) => `'${n}'`).join(', ')} not found on PATH`,
+    `apt-get install -y ${[...new Set(missing.map(([, p]) => p))].join(' ')}`,
+  );
+}
+
+/** The daemon must exist before an interop test can run (it is being written alongside). */
+export function requireTarget(kind: TargetKind = TARGET_KIND): boolean {
+  if (kind === 'tgt') {
+    return requireTools([
+      ['tgtd', 'tgt'],
+      ['tgtadm', 'tgt'],
+    ]) && requireFile(path.join(LINUX_INITIATOR_DIR, 'tgt', 'start-tgt.sh'), 'the shared linux-initiator tool');
+  }
+  return requireFile(path.join(REPO_ROOT, 'src', 'main.ts'), 'the daemon entry point (src/main.ts)');
+}
+
+export function requireFile(file: string, what: string): boolean {
+  if (fs.existsSync(file)) return true;
+  return missingPrerequisite(`${what}: ${file} does not exist`, `provide ${file}`);
+}
+
+/** `describe` or `describe.skip`, decided at collection time. */
+export function describeIf(ok: boolean): jest.Describe {
+  return ok ? describe : describe.skip;
+}
+
+// ---------------------------------------------------------------------------------------
+// child processes
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+  ms: number;
+}
+
+/**
+ * Run a command to completion with a hard time limit (SIGTERM, then SIGKILL 5 s later).
+ * Output is kept in memory (capped) and optionally tee'd to a log file.
+ */
+export function run(
+  cmd: string,
+  args: string[],
+  opts: { timeoutMs: number; cwd?: string; env?: NodeJS.ProcessEnv; logFile?: string; input?: string } = {
+    timeoutMs: 60_000,
+  },
+): Promise<RunResult> {
+  const started = Date.now();
+  const cap = 16 * 1024 * 1024;
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, {
+      cwd: opts.cwd ?? REPO_ROOT,
+      env: opts.env ?? process.env,
+      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
+    const log = opts.logFile ? fs.createWriteStream(opts.logFile, { flags: 'a' }) : undefined;
+    log?.write(`$ ${cmd} ${args.map(shellQuote).join(' ')}\n`);
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let outLen = 0;
+    let errLen = 0;
+    child.stdout!.on('data', (b: Buffer) => {
+      if (outLen < cap) out.push(b), (outLen += b.length);
+      log?.write(b);
+    });
+    child.stderr!.on('data', (b: Buffer) => {
+      if (errLen < cap) err.push(b), (errLen += b.length);
+      log?.write(b);
+    });
+    if (opts.input !== undefined) child.stdin!.end(opts.input);
+    let timedOut = false;
+    let killTimer: NodeJS.Timeout | undefined;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGTERM');
+      killTimer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    }, opts.timeoutMs);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      if (killTimer) clearTimeout(killTimer);
+      log?.end();
+      reject(e);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (killTimer) clearTimeout(killTimer);
+      const res: RunResult = {
+        code,
+        signal,
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8'),
+        timedOut,
+        ms: Date.now() - started,
+      };
+      if (log) {
+        log.end(`\n[exit code=${code} signal=${signal} timedOut=${timedOut} ms=${res.ms}]\n`);
+      }
+      resolve(res);
+    });
+  });
+}
+
+export function shellQuote(s: string): string {
+  return /^[A-Za-z0-9_./:=@%+,-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+// ---------------------------------------------------------------------------------------
+// ports and directories
+
+/** A port that was free on 127.0.0.1 a moment ago. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function tryConnect(port: number, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = net.connect({ host: '127.0.0.1', port });
+    const done = (ok: boolean) => {
+      sock.removeAllListeners();
+      sock.destroy();
+      resolve(ok);
+    };
+    sock.setTimeout(timeoutMs, () => done(false));
+    sock.once('connect', () => done(true));
+    sock.once('error', () => done(false));
+  });
+}
+
+/** Poll a TCP connect to 127.0.0.1:port until it succeeds, `alive()` turns false, or time runs out. */
+export async function waitForPort(port: number, timeoutMs: number, alive: () => boolean = () => true): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (let i = 0; i < 10_000 && Date.now() < deadline; i++) {
+    if (!alive()) return false;
+    if (await tryConnect(port, 1_000)) return true;
+    await sleep(100);
+  }
+  return false;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** A fresh directory for one test run under OUT_ROOT (kept for diagnostics). */
+export function makeRunDir(name: string): string {
+  fs.mkdirSync(OUT_ROOT, { recursive: true });
+  return fs.mkdtempSync(path.join(OUT_ROOT, `${name}-${new Date().toISOString().replace(/[:.]/g, '')}-`));
+}
+
+export function tail(file: string, lines = 60): string {
+  try {
+    const text = fs.readFileSync(file, 'utf8');
+    return text.split('\n').slice(-lines).join('\n');
+  } catch {
+    return `(no log at ${file})`;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// targets
+
+export interface ChapSecret {
+  user: string;
+  secret: string;
+}
+
+export interface TargetOptions {
+  /** Name used for the run directory. */
+  name: string;
+  /** CHAP (one-way) required for logins to the target. */
+  chap?: ChapSecret;
+  /** Size of each LUN (bytes). xcopyd's default is 1 GiB; used by tgt and the xcopyd config. */
+  lunSize?: number;
+  /** Max time to wait for the portal to accept connections. */
+  startTimeoutMs?: number;
+}
+
+export interface StopResult {
+  /** Exit code (null if it died from a signal). */
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** True if SIGTERM was not enough and we had to SIGKILL. */
+  killed: boolean;
+  ms: number;
+}
+
+export interface Target {
+  kind: TargetKind;
+  port: number;
+  iqn: string;
+  /** LUN numbers of the two data LUNs (xcopyd: 0 and 1; tgt: 1 and 2, LUN 0 is its controller). */
+  dataLuns: [number, number];
+  lunSize: number;
+  pid: number;
+  runDir: string;
+  logFile: string;
+  chap?: ChapSecret;
+  /** iscsi://[user%secret@]127.0.0.1:PORT/IQN/LUN for libiscsi-based clients. */
+  url(lun: number, withChap?: boolean): string;
+  logTail(lines?: number): string;
+  alive(): boolean;
+  stop(): Promise<StopResult>;
+}
+
+const STOP_TERM_WAIT_MS = 15_000;
+const STOP_KILL_WAIT_MS = 5_000;
+
+export async function startTarget(opts: TargetOptions, kind: TargetKind = TARGET_KIND): Promise<Target> {
+  return kind === 'tgt' ? startTgt(opts) : startXcopyd(opts);
+}
+
+function makeUrl(port: number, iqn: string, chap: ChapSecret | undefined) {
+  return (lun: number, withChap = true) => {
+    const cred = chap && withChap ? `${encodeURIComponent(chap.user)}%${encodeURIComponent(chap.secret)}@` : '';
+    return `iscsi://${cred}127.0.0.1:${port}/${iqn}/${lun}`;
+  };
+}
+
+/** The YAML config contract assumed for `--config` (see README / report). */
+export function xcopydConfigYaml(iqn: string, lunSize: number, chap?: ChapSecret): string {
+  const size = lunSize % GiB === 0 ? `${lunSize / GiB}GiB` : `${lunSize}`;
+  return [
+    'targets:',
+    `  - iqn: ${iqn}`,
+    ...(chap ? [`    chap: { user: ${chap.user}, secret: ${chap.secret} }`] : []),
+    '    luns:',
+    `      - { lun: 0, path: lun0.img, size: ${size} }`,
+    `      - { lun: 1, path: lun1.img, size: ${size} }`,
+    '',
+  ].join('\n');
+}
+
+async function startXcopyd(opts: TargetOptions): Promise<Target> {
+  const lunSize = opts.lunSize ?? GiB;
+  const startTimeoutMs = opts.startTimeoutMs ?? Number(process.env.XCOPYD_START_TIMEOUT_MS ?? 30_000);
+  let lastError = '';
+  // A port from freePort() can be taken by someone else before the daemon binds it: retry.
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    const runDir = makeRunDir(`${opts.name}-xcopyd`);
+    const dataDir = path.join(runDir, 'data');
+    fs.mkdirSync(dataDir);
+    const logFile = path.join(runDir, 'xcopyd.log');
+    const port = await freePort();
+    const args = ['-r', 'ts-node/register/transpile-only', path.join('src', 'main.ts')];
+    args.push('--listen', `127.0.0.1:${port}`, '--data-dir', dataDir);
+    if (opts.chap || lunSize !== GiB) {
+      const cfg = path.join(runDir, 'xcopyd.yaml');
+      fs.writeFileSync(cfg, xcopydConfigYaml(DEFAULT_IQN, lunSize, opts.chap));
+      args.push('--config', cfg);
+    }
+    const fd = fs.openSync(logFile, 'a');
+    fs.writeSync(fd, `# ${process.execPath} ${args.map(shellQuote).join(' ')}\n`);
+    let child: ChildProcess;
+    try {
+      child = spawn(process.execPath, args, {
+        cwd: REPO_ROOT,
+        stdio: ['ignore', fd, fd],
+        env: { ...process.env, NODE_ENV: process.env.NODE_ENV ?? 'test' },
+      });
+    } finally {
+      fs.closeSync(fd);
+    }
+    let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+    const exitPromise = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+      child.on('exit', (code, signal) => {
+        exited = { code, signal };
+        resolve(exited);
+      });
+      child.on('error', (e) => {
+        fs.appendFileSync(logFile, `\n# spawn error: ${e.message}\n`);
+        exited = { code: -1, signal: null };
+        resolve(exited);
+      });
+    });
+    const ready = await waitForPort(port, startTimeoutMs, () => exited === undefined);
+    const pid = child.pid ?? -1;
+    const stop = async (): Promise<StopResult> => {
+      const t0 = Date.now();
+      if (exited) return { ...exited, killed: false, ms: 0 };
+      child.kill('SIGTERM');
+      const term = await Promise.race([exitPromise, sleep(STOP_TERM_WAIT_MS).then(() => undefined)]);
+      if (term) return { ...term, killed: false, ms: Date.now() - t0 };
+      fs.appendFileSync(logFile, `\n# harness: no exit ${STOP_TERM_WAIT_MS} ms after SIGTERM, sending SIGKILL\n`);
+      child.kill('SIGKILL');
+      const k = await Promise.race([exitPromise, sleep(STOP_KILL_WAIT_MS).then(() => undefined)]);
+      return { ...(k ?? { code: null, signal: null }), killed: true, ms: Date.now() - t0 };
+    };
+    if (ready) {
+      return {
+        kind: 'xcopyd',
+        port,
+        iqn: DEFAULT_IQN,
+        dataLuns: [0, 1],
+        lunSize,
+        pid,
+        runDir,
+        logFile,
+        chap: opts.chap,
+        url: makeUrl(port, DEFAULT_IQN, opts.chap),
+        logTail: (n) => tail(logFile, n),
+        alive: () => exited === undefined,
+        stop,
+      };
+    }
+    await stop();
+    const log = tail(logFile, 40);
+    lastError = exited
+      ? `xcopyd exited before listening (code=${exited.code} signal=${exited.signal}); log ${logFile}:\n${log}`
+      : `xcopyd did not accept connections on 127.0.0.1:${port} within ${startTimeoutMs} ms; log ${logFile}:\n${log}`;
+    if (!/EADDRINUSE/.test(log)) break;
+  }
+  throw new Error(lastError);
+}
+
+/** Debian tgtd through the shared tool's start-tgt.sh/stop-tgt.sh (which stop it by its saved PID). */
+async function startTgt(opts: TargetOptions): Promise<Target> {
+  const lunSize = opts.lunSize ?? GiB;
+  const iqn = 'iqn.2025-01.local.harness:tgt';
+  const runDir = makeRunDir(`${opts.name}-tgt`);
+  const tgtDir = path.join(runDir, 'tgt');
+  const logFile = path.join(runDir, 'tgt-scripts.log');
+  const port = await freePort();
+  const env = { ...process.env, TGT_DIR: tgtDir, TGT_FILL_MIB: '0' };
+  const tools = path.join(LINUX_INITIATOR_DIR, 'tgt');
+  const start = await run(path.join(tools, 'start-tgt.sh'), [String(port), iqn, String(lunSize)], {
+    timeoutMs: 30_000,
+    env,
+    logFile,
+  });
+  const stop = async (): Promise<StopResult> => {
+    const t0 = Date.now();
+    const r = await run(path.join(tools, 'stop-tgt.sh'), [String(port), '-r'], { timeoutMs: 20_000, env, logFile });
+    return { code: r.code, signal: r.signal, killed: false, ms: Date.now() - t0 };
+  };
+  if (start.code !== 0) {
+    await stop();
+    throw new Error(`start-tgt.sh failed (${start.code}): ${start.stdout}\n${start.stderr}`);
+  }
+  const pid = Number(fs.readFileSync(path.join(tgtDir, 'tgtd.pid'), 'utf8').trim());
+  const a = ['-C', String(port), '--lld', 'iscsi'];
+  // tgt offers no digests by default; offer both so a digest-requiring initiator can log in.
+  const setup = [
+    [...a, '--op', 'update', '--mode', 'target', '--tid', '1', '--name', 'HeaderDigest', '--value', 'CRC32C,None'],
+    [...a, '--op', 'update', '--mode', 'target', '--tid', '1', '--name', 'DataDigest', '--value', 'CRC32C,None'],
+  ];
+  if (opts.chap) {
+    setup.push(
+      [...a, '--op', 'new', '--mode', 'account', '--user', opts.chap.user, '--password', opts.chap.secret],
+      [...a, '--op', 'bind', '--mode', 'account', '--tid', '1', '--user', opts.chap.user],
+    );
+  }
+  for (const args of setup) {
+    const r = await run('tgtadm', args, { timeoutMs: 10_000, logFile });
+    if (r.code !== 0) {
+      await stop();
+      throw new Error(`tgtadm ${args.join(' ')} failed: ${r.stderr}`);
+    }
+  }
+  if (!(await waitForPort(port, opts.startTimeoutMs ?? 20_000))) {
+    await stop();
+    throw new Error(`tgtd did not accept connections on ${port}`);
+  }
+  const tgtLog = path.join(tgtDir, 'tgtd.log');
+  return {
+    kind: 'tgt',
+    port,
+    iqn,
+    dataLuns: [1, 2],
+    lunSize,
+    pid,
+    runDir,
+    logFile: tgtLog,
+    chap: opts.chap,
+    url: makeUrl(port, iqn, opts.chap),
+    logTail: (n) => tail(tgtLog, n),
+    alive: () => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    stop,
+  };
+}
+
+/** Run `fn` with a started target; the target is always stopped (by PID) afterwards. */
+export async function withTarget<T>(opts: TargetOptions, fn: (t: Target) => Promise<T>, kind?: TargetKind): Promise<T> {
+  const t = await startTarget(opts, kind);
+  try {
+    return await fn(t);
+  } finally {
+    await t.stop();
+  }
+}
+
+/** Random bytes file of `size` bytes (written in 1 MiB chunks). */
+export function writeRandomFile(file: string, size: number): void {
+  const fd = fs.openSync(file, 'w');
+  try {
+    const chunk = Buffer.allocUnsafe(1024 * 1024);
+    for (let off = 0; off < size; off += chunk.length) {
+      const n = Math.min(chunk.length, size - off);
+      randomFillSync(chunk, 0, n);
+      fs.writeSync(fd, chunk, 0, n);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+export function md5File(file: string): string {
+  return createHash('md5').update(fs.readFileSync(file)).digest('hex');
+}
+
+/** Used by tests that shell out synchronously for a quick probe. */
+export function probe(cmd: string, args: string[]): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 10_000 });
+  return `${r.stdout ?? ''}${r.stderr ?? ''}`;
+}
