@@ -200,6 +200,21 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** A free port in [lo, hi] on 127.0.0.1 (tgtd's -C control index must stay below 32768). */
+export async function freePortInRange(lo: number, hi: number): Promise<number> {
+  for (let i = 0; i < 200; i++) {
+    const port = lo + Math.floor(Math.random() * (hi - lo + 1));
+    const ok = await new Promise<boolean>((resolve) => {
+      const srv = net.createServer();
+      srv.unref();
+      srv.once('error', () => resolve(false));
+      srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+    });
+    if (ok) return port;
+  }
+  throw new Error(`no free port in ${lo}..${hi}`);
+}
+
 function tryConnect(port: number, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
     const sock = net.connect({ host: '127.0.0.1', port });
@@ -261,6 +276,8 @@ export interface TargetOptions {
   lunSize?: number;
   /** Max time to wait for the portal to accept connections. */
   startTimeoutMs?: number;
+  /** xcopyd only: reuse this data directory (e.g. to check that data survives a restart). */
+  dataDir?: string;
 }
 
 export interface StopResult {
@@ -282,6 +299,8 @@ export interface Target {
   pid: number;
   runDir: string;
   logFile: string;
+  /** xcopyd: its --data-dir. */
+  dataDir?: string;
   chap?: ChapSecret;
   /** iscsi://[user%secret@]127.0.0.1:PORT/IQN/LUN for libiscsi-based clients. */
   url(lun: number, withChap?: boolean): string;
@@ -325,8 +344,8 @@ async function startXcopyd(opts: TargetOptions): Promise<Target> {
   // A port from freePort() can be taken by someone else before the daemon binds it: retry.
   for (let attempt = 1; attempt <= 3; attempt++) {
     const runDir = makeRunDir(`${opts.name}-xcopyd`);
-    const dataDir = path.join(runDir, 'data');
-    fs.mkdirSync(dataDir);
+    const dataDir = opts.dataDir ?? path.join(runDir, 'data');
+    fs.mkdirSync(dataDir, { recursive: true });
     const logFile = path.join(runDir, 'xcopyd.log');
     const port = await freePort();
     const args = ['-r', 'ts-node/register/transpile-only', path.join('src', 'main.ts')];
@@ -383,6 +402,7 @@ async function startXcopyd(opts: TargetOptions): Promise<Target> {
         pid,
         runDir,
         logFile,
+        dataDir,
         chap: opts.chap,
         url: makeUrl(port, DEFAULT_IQN, opts.chap),
         logTail: (n) => tail(logFile, n),
@@ -407,7 +427,7 @@ async function startTgt(opts: TargetOptions): Promise<Target> {
   const runDir = makeRunDir(`${opts.name}-tgt`);
   const tgtDir = path.join(runDir, 'tgt');
   const logFile = path.join(runDir, 'tgt-scripts.log');
-  const port = await freePort();
+  const port = await freePortInRange(20_000, 32_000);
   const env = { ...process.env, TGT_DIR: tgtDir, TGT_FILL_MIB: '0' };
   const tools = path.join(LINUX_INITIATOR_DIR, 'tgt');
   const start = await run(path.join(tools, 'start-tgt.sh'), [String(port), iqn, String(lunSize)], {
