@@ -1,0 +1,837 @@
+/**
+ * One iSCSI connection. The pipeline, in order:
+ *
+ *   socket -> PduFramer (BHS/AHS/digests/limits)
+ *          -> login (LoginNegotiator) until full feature phase
+ *          -> Session.admit (CmdSN window, in-order delivery)
+ *          -> IscsiTask -> ScsiDevice.execute (command table, CDB validation,
+ *             LU checks, handler, backing store)
+ *          -> data mover: task.dataOut() fulfilled by immediate data,
+ *             unsolicited Data-Out and R2T; Data-In split by the initiator's
+ *             MaxRecvDataSegmentLength
+ *          -> status (SCSI Response, or S bit in the last Data-In).
+ *
+ * Broken PDUs are transport errors: a Reject where the PDU can be answered,
+ * the connection dropped where it cannot. Nothing here builds sense data.
+ */
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { PduFramer, FramerError } from './framer';
+import { DIGEST_LENGTH, crc32c, digestBytes } from './digest';
+import {
+  BHS_LENGTH,
+  CMD_ATTR_MASK,
+  CMD_FLAG_R,
+  CMD_FLAG_W,
+  DATAIN_FLAG_S,
+  DataOutField,
+  FLAG_C,
+  FLAG_F,
+  InitiatorOpcode,
+  LogoutField,
+  NO_TAG,
+  Pdu,
+  RESP_FLAG_OVERFLOW,
+  RESP_FLAG_UNDERFLOW,
+  RejectReason,
+  ScsiCommandField,
+  SequenceNumbers,
+  TmfField,
+  TmfResponse,
+  cmdSnOf,
+  decodeLun,
+  encodeDataIn,
+  encodeLogoutResponse,
+  encodeNopIn,
+  encodeR2t,
+  encodeReject,
+  encodeScsiResponse,
+  encodeTextResponse,
+  encodeTmfResponse,
+  flagsOf,
+  isImmediate,
+  ittOf,
+  opcodeOf,
+  padLength,
+  snAdd,
+  tttOf,
+} from './pdu';
+import { IscsiTask, TransportError, DataSolicitor } from './task';
+import { Session } from './session';
+import type { ServerContext } from './server';
+import { LoginNegotiator } from './login';
+import { buildSendTargetsResponse } from './discovery';
+import type { NegotiatedParams } from './types';
+import { ScsiStatus, TmfFunction } from '../scsi/types';
+
+const PAD = Buffer.alloc(4);
+/** Login PDUs may carry at most 8192 bytes of text (RFC 7143 §6.1). */
+const LOGIN_MAX_DSL = 8192;
+
+type State = 'login' | 'ffp' | 'logout' | 'closed';
+
+export class Connection implements DataSolicitor {
+  readonly id: number;
+  readonly log: Logger;
+  state: State = 'login';
+  session: Session | null = null;
+  cid = 0;
+  params: NegotiatedParams | null = null;
+  statSN = 0;
+  private readonly framer: PduFramer;
+  private readonly tasks = new Map<number, IscsiTask>();
+  private readonly byTtt = new Map<number, IscsiTask>();
+  private nextTtt = 1;
+  private login: LoginNegotiator | null;
+  private loginChain: Promise<void> = Promise.resolve();
+  private corked = false;
+  /** Last time a PDU arrived (ms), for NOP-In pings. */
+  lastActivity = Date.now();
+  private pingTtt = NO_TAG;
+  private pingSentAt = 0;
+  readonly openedAt = Date.now();
+  private textContinuation: { ttt: number; rest: Buffer } | null = null;
+  private readonly closedPromise: Promise<void>;
+  private resolveClosed!: () => void;
+
+  constructor(
+    readonly socket: Socket,
+    readonly ctx: ServerContext,
+    id: number,
+  ) {
+    this.id = id;
+    this.log = ctx.log.child({ conn: id, peer: `${socket.remoteAddress}:${socket.remotePort}` });
+    this.closedPromise = new Promise((r) => (this.resolveClosed = r));
+    this.framer = new PduFramer(
+      { maxDataSegmentLength: LOGIN_MAX_DSL },
+      (pdu) => this.onPdu(pdu),
+      (err) => this.onFramerError(err),
+    );
+    this.login = new LoginNegotiator(this, ctx);
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => {
+      this.lastActivity = Date.now();
+      this.framer.push(chunk);
+    });
+    socket.on('error', (err) => this.log.debug({ err }, 'socket error'));
+    socket.on('close', () => this.onClosed());
+  }
+
+  get closed(): Promise<void> {
+    return this.closedPromise;
+  }
+
+  // ---- sequence numbers -------------------------------------------------
+
+  /** Sequence numbers for a PDU that carries status: StatSN advances. */
+  private snWithStatus(): SequenceNumbers {
+    const s = this.session;
+    const sn = {
+      statSN: this.statSN,
+      expCmdSN: s ? s.expCmdSN : 0,
+      maxCmdSN: s ? s.maxCmdSN : 0,
+    };
+    this.statSN = snAdd(this.statSN, 1);
+    return sn;
+  }
+
+  /** Sequence numbers for a PDU without status (R2T, Data-In without S, ping): StatSN not advanced. */
+  private snNoStatus(): SequenceNumbers {
+    const s = this.session;
+    return { statSN: this.statSN, expCmdSN: s ? s.expCmdSN : 0, maxCmdSN: s ? s.maxCmdSN : 0 };
+  }
+
+  // ---- output -----------------------------------------------------------
+
+  /** Write one PDU: header (+digest), data (+padding, +digest). Corks until the end of the tick. */
+  send(header: Buffer, data?: Buffer): void {
+    if (this.state === 'closed' || this.socket.destroyed) return;
+    const sock = this.socket;
+    if (!this.corked) {
+      this.corked = true;
+      sock.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        sock.uncork();
+      });
+    }
+    const p = this.params;
+    const hd = p !== null && p.headerDigest && this.state !== 'login';
+    const dd = p !== null && p.dataDigest && this.state !== 'login';
+    sock.write(header);
+    if (hd) sock.write(digestBytes(crc32c(header)));
+    if (data && data.length > 0) {
+      sock.write(data);
+      const pad = padLength(data.length);
+      if (pad) sock.write(PAD.subarray(0, pad));
+      if (dd) sock.write(digestBytes(pad ? crc32c(data, PAD.subarray(0, pad)) : crc32c(data)));
+    }
+  }
+
+  /** Switch the framer and sender to the negotiated parameters (after the final login response). */
+  enterFullFeature(session: Session, params: NegotiatedParams): void {
+    this.session = session;
+    this.params = params;
+    this.state = 'ffp';
+    this.login = null;
+    this.framer.maxDataSegmentLength = params.targetMaxRecvDataSegmentLength;
+    this.framer.headerDigest = params.headerDigest;
+    this.framer.dataDigest = params.dataDigest;
+    this.log.info(
+      { tsih: session.tsih, type: session.type, target: session.target?.name, initiator: session.initiatorName },
+      'full feature phase',
+    );
+  }
+
+  // ---- input ------------------------------------------------------------
+
+  private onFramerError(err: FramerError): void {
+    this.log.warn({ code: err.code }, `framing error: ${err.message}`);
+    if (err.code === 'DATA_SEGMENT_TOO_LONG' && err.bhs && this.state === 'ffp') {
+      // Answerable, but the stream position is lost: say why, then drop.
+      this.reject(err.bhs, RejectReason.PROTOCOL_ERROR);
+    }
+    if (err.code === 'DATA_DIGEST' && err.bhs && this.state === 'ffp') {
+      this.reject(err.bhs, RejectReason.DATA_DIGEST_ERROR);
+    }
+    this.drop(`framing: ${err.code}`);
+  }
+
+  private onPdu(pdu: Pdu): void {
+    if (this.state === 'closed') return;
+    try {
+      if (this.state === 'login') {
+        if (opcodeOf(pdu.bhs) !== InitiatorOpcode.LOGIN_REQUEST) {
+          this.log.warn({ opcode: opcodeOf(pdu.bhs) }, 'non-login PDU before full feature phase');
+          this.drop('protocol: PDU before login');
+          return;
+        }
+        // Login text must outlive the receive buffer while the chain waits.
+        const copy: Pdu = { bhs: Buffer.from(pdu.bhs), ahs: Buffer.from(pdu.ahs), data: Buffer.from(pdu.data) };
+        this.loginChain = this.loginChain.then(() => this.runLogin(copy));
+        return;
+      }
+      this.onFullFeaturePdu(pdu);
+    } catch (err) {
+      this.log.error({ err }, 'unexpected error handling PDU');
+      this.drop('internal error');
+    }
+  }
+
+  private async runLogin(pdu: Pdu): Promise<void> {
+    if (!this.login || this.state !== 'login') return;
+    try {
+      await this.login.handle(pdu);
+    } catch (err) {
+      this.log.error({ err }, 'login failed unexpectedly');
+      this.drop('internal error in login');
+    }
+  }
+
+  private onFullFeaturePdu(pdu: Pdu): void {
+    const bhs = pdu.bhs;
+    const op = opcodeOf(bhs);
+    const session = this.session!;
+    if (session.type === 'Discovery') {
+      if (op !== InitiatorOpcode.TEXT_REQUEST && op !== InitiatorOpcode.LOGOUT_REQUEST && op !== InitiatorOpcode.NOP_OUT) {
+        this.reject(bhs, RejectReason.PROTOCOL_ERROR);
+        return;
+      }
+    }
+    switch (op) {
+      case InitiatorOpcode.SCSI_COMMAND:
+        return this.onScsiCommand(pdu);
+      case InitiatorOpcode.SCSI_DATA_OUT:
+        return this.onDataOut(pdu);
+      case InitiatorOpcode.NOP_OUT:
+        return this.onNopOut(pdu);
+      case InitiatorOpcode.TASK_MGMT_REQUEST:
+        return this.admitCommand(pdu, () => void this.onTaskManagement(Buffer.from(bhs)));
+      case InitiatorOpcode.TEXT_REQUEST: {
+        const copy = { bhs: Buffer.from(bhs), ahs: Buffer.alloc(0), data: Buffer.from(pdu.data) };
+        return this.admitCommand(pdu, () => this.onTextRequest(copy));
+      }
+      case InitiatorOpcode.LOGOUT_REQUEST:
+        return this.admitCommand(pdu, () => void this.onLogout(Buffer.from(bhs)));
+      case InitiatorOpcode.LOGIN_REQUEST:
+        // A login in full feature phase is a protocol error (RFC 7143 §6.2).
+        this.reject(bhs, RejectReason.PROTOCOL_ERROR);
+        this.drop('protocol: login in full feature phase');
+        return;
+      case InitiatorOpcode.SNACK_REQUEST:
+        // ErrorRecoveryLevel 0: SNACK is not supported (RFC 7143 §11.16).
+        this.reject(bhs, RejectReason.PROTOCOL_ERROR);
+        return;
+      default:
+        this.reject(bhs, RejectReason.COMMAND_NOT_SUPPORTED);
+    }
+  }
+
+  /** Run `deliver` in CmdSN order (immediate PDUs at once). */
+  private admitCommand(pdu: Pdu, deliver: () => void): void {
+    const session = this.session!;
+    if (isImmediate(pdu.bhs)) {
+      deliver();
+      return;
+    }
+    const verdict = session.admit(cmdSnOf(pdu.bhs), deliver);
+    if (verdict === 'deliver-now') {
+      deliver();
+      session.drain();
+    } else if (verdict === 'discard') {
+      this.log.debug({ cmdSN: cmdSnOf(pdu.bhs), expCmdSN: session.expCmdSN, maxCmdSN: session.maxCmdSN }, 'CmdSN outside window: discarded');
+    }
+  }
+
+  // ---- SCSI Command -----------------------------------------------------
+
+  private onScsiCommand(pdu: Pdu): void {
+    const bhs = pdu.bhs;
+    const session = this.session!;
+    const params = this.params!;
+    const itt = ittOf(bhs);
+    const flags = flagsOf(bhs);
+    const edtl = bhs.readUInt32BE(ScsiCommandField.EDTL);
+    const isWrite = (flags & CMD_FLAG_W) !== 0;
+    const isRead = (flags & CMD_FLAG_R) !== 0;
+    const immediateLen = pdu.data.length;
+
+    if (this.tasks.has(itt)) {
+      // RFC 7143 §11.3: an ITT must be unique among the connection's tasks.
+      this.reject(bhs, RejectReason.TASK_IN_PROGRESS);
+      return;
+    }
+    if (!(flags & FLAG_F)) {
+      // Unsolicited data in the command PDU only; F=0 means more follows (bidi AHS unsupported).
+      if (!isWrite) {
+        this.reject(bhs, RejectReason.PROTOCOL_ERROR);
+        return;
+      }
+    }
+    if (immediateLen > 0) {
+      if (!isWrite || !params.immediateData || immediateLen > edtl || immediateLen > params.firstBurstLength) {
+        this.reject(bhs, RejectReason.PROTOCOL_ERROR);
+        this.drop('protocol: bad immediate data');
+        return;
+      }
+    }
+    let cdb: Buffer;
+    const base = bhs.subarray(ScsiCommandField.CDB, ScsiCommandField.CDB + 16);
+    if (pdu.ahs.length >= 4 && pdu.ahs[2] === 1) {
+      // Extended CDB AHS (type 1): AHSLength counts a reserved byte plus the CDB bytes beyond 16.
+      const ahsLen = pdu.ahs.readUInt16BE(0);
+      const ext = pdu.ahs.subarray(4, 4 + Math.max(0, ahsLen - 1));
+      cdb = Buffer.concat([base, ext]);
+    } else {
+      cdb = Buffer.from(base);
+    }
+    const lunField = Buffer.from(bhs.subarray(8, 16));
+    const task = new IscsiTask(
+      itt,
+      decodeLun(lunField, 0),
+      lunField,
+      cdb,
+      session.nexus!,
+      edtl,
+      flags & CMD_ATTR_MASK,
+      isWrite,
+      isRead,
+      cmdSnOf(bhs),
+      isImmediate(bhs),
+      this,
+    );
+    if (isWrite && edtl > 0) {
+      if (edtl <= this.ctx.limits.maxWriteBuffer) {
+        task.writeBuf = Buffer.allocUnsafe(edtl);
+        if (immediateLen > 0) pdu.data.copy(task.writeBuf, 0);
+      }
+      task.immediateLength = immediateLen;
+      task.received = immediateLen;
+      task.nextR2tOffset = immediateLen;
+      if (!params.initialR2T) {
+        const unsolicitedTotal = Math.min(params.firstBurstLength, edtl);
+        task.unsolicitedExpected = Math.max(0, unsolicitedTotal - immediateLen);
+        // F=1 on the command means no unsolicited Data-Out follows.
+        if (flags & FLAG_F) task.unsolicitedExpected = 0;
+        task.unsolicitedDone = task.unsolicitedExpected === 0;
+        task.nextR2tOffset = immediateLen + task.unsolicitedExpected;
+      }
+    }
+    this.tasks.set(itt, task);
+    this.admitCommand(pdu, () => void this.executeTask(task));
+  }
+
+  private async executeTask(task: IscsiTask): Promise<void> {
+    const session = this.session!;
+    task.delivered = true;
+    session.taskStarted();
+    try {
+      if (task.signal.aborted) return;
+      if (task.isWrite && task.expectedDataTransferLength > 0 && !task.writeBuf) {
+        // EDTL beyond what we reserve memory for: refuse before taking the data.
+        this.sendScsiResponse(task, ScsiStatus.CHECK_CONDITION, this.ctx.senseForOversizedWrite(), 0, 0);
+        return;
+      }
+      const result = await session.target!.device.execute(task);
+      if (result.aborted || task.signal.aborted || this.state === 'closed') return;
+      if (result.dataIn && result.dataIn.length > 0 && task.expectedDataTransferLength > 0) {
+        const produced = result.dataInLength ?? result.dataIn.reduce((n, b) => n + b.length, 0);
+        this.sendDataIn(task, result.dataIn, produced, result.status, result.sense);
+        return;
+      }
+      let resid = 0;
+      let rflags = 0;
+      const edtl = task.expectedDataTransferLength;
+      const moved = result.dataOutLength ?? result.dataInLength ?? 0;
+      if (task.isWrite || task.isRead || edtl > 0) {
+        if (moved < edtl) {
+          rflags = RESP_FLAG_UNDERFLOW;
+          resid = edtl - moved;
+        } else if (moved > edtl) {
+          rflags = RESP_FLAG_OVERFLOW;
+          resid = moved - edtl;
+        }
+      }
+      this.sendScsiResponse(task, result.status, result.sense, rflags, resid);
+    } catch (err) {
+      if (!(err instanceof TransportError)) this.log.error({ err, itt: task.itt }, 'task failed unexpectedly');
+    } finally {
+      this.finishTask(task);
+      session.taskFinished();
+    }
+  }
+
+  private finishTask(task: IscsiTask): void {
+    if (this.tasks.get(task.itt) === task) this.tasks.delete(task.itt);
+    for (const ttt of task.r2ts.keys()) this.byTtt.delete(ttt);
+    task.r2ts.clear();
+    task.writeBuf = null;
+    task.finish();
+  }
+
+  private sendScsiResponse(task: IscsiTask, status: number, sense: Buffer | undefined, rflags: number, resid: number): void {
+    let data: Buffer | undefined;
+    if (sense && sense.length > 0) {
+      data = Buffer.allocUnsafe(2 + sense.length);
+      data.writeUInt16BE(sense.length, 0);
+      sense.copy(data, 2);
+    }
+    const h = encodeScsiResponse(
+      {
+        itt: task.itt,
+        status,
+        response: 0,
+        flags: rflags,
+        residual: resid,
+        expDataSN: task.dataSN,
+        dataLength: data ? data.length : 0,
+      },
+      this.snWithStatus(),
+    );
+    this.send(h, data);
+  }
+
+  /** Data-In PDUs of at most the initiator's MaxRecvDataSegmentLength; status rides in the last one when GOOD. */
+  private sendDataIn(task: IscsiTask, bufs: Buffer[], produced: number, status: number, sense?: Buffer): void {
+    const params = this.params!;
+    const edtl = task.expectedDataTransferLength;
+    const data = bufs.length === 1 ? bufs[0] : Buffer.concat(bufs);
+    const total = Math.min(produced, edtl, data.length);
+    let rflags = 0;
+    let resid = 0;
+    if (produced < edtl) {
+      rflags = RESP_FLAG_UNDERFLOW;
+      resid = edtl - produced;
+    } else if (produced > edtl) {
+      rflags = RESP_FLAG_OVERFLOW;
+      resid = produced - edtl;
+    }
+    const statusInData = status === ScsiStatus.GOOD && !sense;
+    const mrdsl = params.initiatorMaxRecvDataSegmentLength;
+    const burst = params.maxBurstLength;
+    let off = 0;
+    let burstUsed = 0;
+    while (off < total) {
+      const n = Math.min(mrdsl, total - off, burst - burstUsed);
+      const last = off + n >= total;
+      burstUsed += n;
+      let flags = 0;
+      if (last || burstUsed >= burst) flags |= FLAG_F;
+      if (burstUsed >= burst) burstUsed = 0;
+      let sn: SequenceNumbers;
+      if (last && statusInData) {
+        flags |= DATAIN_FLAG_S | rflags;
+        sn = this.snWithStatus();
+      } else {
+        sn = this.snNoStatus();
+      }
+      const h = encodeDataIn(
+        {
+          itt: task.itt,
+          lun: null,
+          flags,
+          status,
+          dataSN: task.dataSN++,
+          bufferOffset: off,
+          residual: resid,
+          dataLength: n,
+        },
+        sn,
+      );
+      this.send(h, data.subarray(off, off + n));
+      off += n;
+    }
+    if (!statusInData || total === 0) this.sendScsiResponse(task, status, sense, rflags, resid);
+  }
+
+  // ---- write data: unsolicited Data-Out and R2T ------------------------
+
+  /** DataSolicitor: keep up to MaxOutstandingR2T R2Ts in flight until `wanted` bytes are requested. */
+  solicit(task: IscsiTask): void {
+    if (this.state !== 'ffp' || task.signal.aborted) return;
+    const params = this.params!;
+    if (!task.unsolicitedDone) return; // R2Ts follow the unsolicited burst (RFC 7143 §4.2.3.4 ordering kept simple)
+    while (task.nextR2tOffset < task.wanted && task.r2ts.size < params.maxOutstandingR2T) {
+      const len = Math.min(params.maxBurstLength, task.wanted - task.nextR2tOffset);
+      const ttt = this.allocTtt();
+      const seq = { ttt, offset: task.nextR2tOffset, length: len, received: 0, nextDataSN: 0 };
+      task.r2ts.set(ttt, seq);
+      this.byTtt.set(ttt, task);
+      task.nextR2tOffset += len;
+      task.dataSN++;
+      const h = encodeR2t(
+        { itt: task.itt, ttt, lun: task.lunField, r2tSN: task.r2tSN++, bufferOffset: seq.offset, desiredLength: len },
+        this.snNoStatus(),
+      );
+      this.send(h);
+    }
+  }
+
+  private allocTtt(): number {
+    for (;;) {
+      const t = this.nextTtt;
+      this.nextTtt = this.nextTtt >= 0x7ffffffe ? 1 : this.nextTtt + 1;
+      if (!this.byTtt.has(t)) return t;
+    }
+  }
+
+  private onDataOut(pdu: Pdu): void {
+    const bhs = pdu.bhs;
+    const itt = ittOf(bhs);
+    const ttt = tttOf(bhs);
+    const task = this.tasks.get(itt);
+    const len = pdu.data.length;
+    const offset = bhs.readUInt32BE(DataOutField.BUFFER_OFFSET);
+    const dataSN = bhs.readUInt32BE(DataOutField.DATASN);
+    const final = (flagsOf(bhs) & FLAG_F) !== 0;
+    if (!task || task.signal.aborted) {
+      // The task finished early (error status) or was aborted: its data is dropped (RFC 7143 §11.7).
+      if (ttt !== NO_TAG && !task) {
+        this.reject(bhs, RejectReason.INVALID_PDU_FIELD);
+      }
+      return;
+    }
+    if (!task.writeBuf) {
+      this.reject(bhs, RejectReason.PROTOCOL_ERROR);
+      this.drop('protocol: Data-Out for a command without write buffer');
+      return;
+    }
+    if (offset + len > task.expectedDataTransferLength) {
+      this.protocolError(bhs, 'Data-Out beyond expected data transfer length');
+      return;
+    }
+    if (ttt === NO_TAG) {
+      // Unsolicited data (RFC 7143 §4.2.3.4): only when InitialR2T=No, within FirstBurstLength.
+      const expectOffset = task.immediateLength + task.unsolicitedReceived;
+      if (task.unsolicitedDone || offset !== expectOffset || dataSN !== task.unsolicitedNextDataSN ||
+          task.unsolicitedReceived + len > task.unsolicitedExpected) {
+        this.protocolError(bhs, 'unexpected unsolicited Data-Out');
+        return;
+      }
+      pdu.data.copy(task.writeBuf, offset);
+      task.unsolicitedReceived += len;
+      task.unsolicitedNextDataSN++;
+      task.received += len;
+      if (final || task.unsolicitedReceived >= task.unsolicitedExpected) {
+        if (task.unsolicitedReceived < task.unsolicitedExpected) {
+          // F before FirstBurstLength: the initiator sent less than it had to; solicit the rest by R2T.
+          task.nextR2tOffset = task.immediateLength + task.unsolicitedReceived;
+        }
+        task.unsolicitedDone = true;
+        if (task.wanted >= 0) this.solicit(task);
+      }
+      task.checkComplete();
+      return;
+    }
+    const seq = task.r2ts.get(ttt);
+    if (!seq) {
+      this.protocolError(bhs, 'Data-Out with unknown target transfer tag');
+      return;
+    }
+    if (dataSN !== seq.nextDataSN || offset !== seq.offset + seq.received || seq.received + len > seq.length) {
+      this.protocolError(bhs, 'Data-Out out of sequence');
+      return;
+    }
+    pdu.data.copy(task.writeBuf, offset);
+    seq.received += len;
+    seq.nextDataSN++;
+    task.received += len;
+    if (seq.received >= seq.length) {
+      if (!final) {
+        this.protocolError(bhs, 'Data-Out sequence complete without F bit');
+        return;
+      }
+      task.r2ts.delete(ttt);
+      this.byTtt.delete(ttt);
+      this.solicit(task);
+    } else if (final) {
+      this.protocolError(bhs, 'Data-Out F bit before the sequence was complete');
+      return;
+    }
+    task.checkComplete();
+  }
+
+  /** At ErrorRecoveryLevel 0 a data sequence error ends the connection (RFC 7143 §7.1.1). */
+  private protocolError(bhs: Buffer, why: string): void {
+    this.log.warn({ itt: ittOf(bhs) }, `protocol error: ${why}`);
+    this.reject(bhs, RejectReason.PROTOCOL_ERROR);
+    this.drop(`protocol: ${why}`);
+  }
+
+  // ---- NOP --------------------------------------------------------------
+
+  private onNopOut(pdu: Pdu): void {
+    const bhs = pdu.bhs;
+    const itt = ittOf(bhs);
+    const ttt = tttOf(bhs);
+    if (ttt !== NO_TAG) {
+      // Answer to our ping.
+      if (ttt === this.pingTtt) this.pingTtt = NO_TAG;
+      if (itt === NO_TAG) return;
+    }
+    if (itt === NO_TAG) {
+      if (!isImmediate(bhs)) this.reject(bhs, RejectReason.PROTOCOL_ERROR);
+      return;
+    }
+    const data = Buffer.from(pdu.data.subarray(0, this.params!.initiatorMaxRecvDataSegmentLength));
+    const lun = Buffer.from(bhs.subarray(8, 16));
+    this.admitCommand(pdu, () => {
+      const h = encodeNopIn({ itt, ttt: NO_TAG, lun, dataLength: data.length }, this.snWithStatus());
+      this.send(h, data);
+    });
+  }
+
+  /** Called by the server's shared timer. */
+  tick(now: number): void {
+    if (this.state !== 'ffp') return;
+    const limits = this.ctx.limits;
+    if (this.pingTtt !== NO_TAG) {
+      if (now - this.pingSentAt > limits.nopInTimeoutMs) {
+        this.log.warn('initiator did not answer NOP-In: dropping connection');
+        this.drop('nop timeout');
+      }
+      return;
+    }
+    if (limits.nopInIntervalMs > 0 && now - this.lastActivity > limits.nopInIntervalMs) {
+      this.pingTtt = this.allocTtt();
+      this.pingSentAt = now;
+      const h = encodeNopIn({ itt: NO_TAG, ttt: this.pingTtt, lun: Buffer.alloc(8), dataLength: 0 }, this.snNoStatus());
+      this.send(h);
+    }
+  }
+
+  // ---- Task management --------------------------------------------------
+
+  private async onTaskManagement(bhs: Buffer): Promise<void> {
+    const fn = flagsOf(bhs) & 0x7f;
+    const itt = ittOf(bhs);
+    const lun = decodeLun(bhs, 8);
+    const session = this.session!;
+    const device = session.target!.device;
+    const nexus = session.nexus!;
+    let response: number = TmfResponse.COMPLETE;
+    const abortOwn = async (pred: (t: IscsiTask) => boolean) => {
+      const victims = [...this.tasks.values()].filter(pred);
+      for (const t of victims) t.abort(new TransportError('ABORTED', 'task management'));
+      await Promise.all(victims.map((t) => (t.delivered ? t.settled : this.dropUndelivered(t))));
+    };
+    switch (fn) {
+      case TmfFunction.ABORT_TASK: {
+        const ref = bhs.readUInt32BE(TmfField.REF_TASK_TAG);
+        const t = this.tasks.get(ref);
+        if (!t || t.finished) {
+          response = TmfResponse.TASK_DOES_NOT_EXIST;
+        } else {
+          await abortOwn((x) => x === t);
+        }
+        break;
+      }
+      case TmfFunction.ABORT_TASK_SET:
+        if (!device.lunsFor(nexus).includes(lun)) response = TmfResponse.LUN_DOES_NOT_EXIST;
+        else await abortOwn((t) => t.lun === lun);
+        break;
+      case TmfFunction.CLEAR_TASK_SET:
+      case TmfFunction.LOGICAL_UNIT_RESET:
+        if (!device.lunsFor(nexus).includes(lun)) {
+          response = TmfResponse.LUN_DOES_NOT_EXIST;
+          break;
+        }
+        await abortOwn((t) => t.lun === lun);
+        response = mapTmfOutcome(await device.taskManagement(fn, nexus, lun));
+        break;
+      case TmfFunction.TARGET_WARM_RESET:
+      case TmfFunction.TARGET_COLD_RESET:
+        await abortOwn(() => true);
+        response = mapTmfOutcome(await device.taskManagement(fn, nexus, lun));
+        break;
+      case TmfFunction.TASK_REASSIGN:
+        response = TmfResponse.REASSIGNMENT_NOT_SUPPORTED;
+        break;
+      default:
+        response = TmfResponse.NOT_SUPPORTED;
+    }
+    if (this.state === 'closed') return;
+    this.send(encodeTmfResponse({ itt, response }, this.snWithStatus()));
+    if (fn === TmfFunction.TARGET_COLD_RESET && response === TmfResponse.COMPLETE) {
+      // A cold reset ends every session of the target (RFC 7143 §11.5.1).
+      this.ctx.dropTargetSessions(session.target!.name, 'target cold reset');
+    }
+  }
+
+  /** An aborted task that never reached the SCSI layer settles here. */
+  private async dropUndelivered(t: IscsiTask): Promise<void> {
+    this.finishTask(t);
+  }
+
+  // ---- Text (SendTargets) -----------------------------------------------
+
+  private onTextRequest(pdu: Pdu): void {
+    const bhs = pdu.bhs;
+    const itt = ittOf(bhs);
+    const ttt = tttOf(bhs);
+    const lun = Buffer.from(bhs.subarray(8, 16));
+    const mrdsl = this.params!.initiatorMaxRecvDataSegmentLength;
+    let body: Buffer;
+    if (ttt !== NO_TAG) {
+      if (!this.textContinuation || this.textContinuation.ttt !== ttt) {
+        this.reject(bhs, RejectReason.INVALID_PDU_FIELD);
+        return;
+      }
+      body = this.textContinuation.rest;
+      this.textContinuation = null;
+    } else {
+      if (flagsOf(bhs) & FLAG_C) {
+        // Multi-PDU text requests are not needed for SendTargets; answer empty and wait for the rest.
+        this.send(encodeTextResponse({ itt, ttt: NO_TAG, final: false, cont: false, lun, dataLength: 0 }, this.snWithStatus()));
+        return;
+      }
+      body = buildSendTargetsResponse(pdu.data, this.session!, this.ctx);
+    }
+    if (body.length > mrdsl) {
+      const contTtt = this.allocTtt();
+      this.textContinuation = { ttt: contTtt, rest: body.subarray(mrdsl) };
+      const part = body.subarray(0, mrdsl);
+      this.send(encodeTextResponse({ itt, ttt: contTtt, final: false, cont: true, lun, dataLength: part.length }, this.snWithStatus()), part);
+      return;
+    }
+    this.send(encodeTextResponse({ itt, ttt: NO_TAG, final: true, cont: false, lun, dataLength: body.length }, this.snWithStatus()), body);
+  }
+
+  // ---- Logout -----------------------------------------------------------
+
+  private async onLogout(bhs: Buffer): Promise<void> {
+    const reason = flagsOf(bhs) & 0x7f;
+    const itt = ittOf(bhs);
+    const cid = bhs.readUInt16BE(LogoutField.CID);
+    let response = 0;
+    if (reason === 2) {
+      response = 2; // connection recovery not supported at ERL 0
+    } else if (reason === 1 && cid !== this.cid) {
+      response = 1; // CID not found: one connection per session
+    }
+    if (response !== 0) {
+      this.send(encodeLogoutResponse({ itt, response, time2Wait: 0, time2Retain: 0 }, this.snWithStatus()));
+      return;
+    }
+    this.state = 'logout';
+    // Let commands already running finish and answer (bounded).
+    const pending = [...this.tasks.values()].filter((t) => t.delivered).map((t) => t.settled);
+    await Promise.race([Promise.all(pending), new Promise((r) => setTimeout(r, 5000).unref())]);
+    if (this.socket.destroyed) return;
+    this.state = 'ffp'; // allow the response out
+    this.send(encodeLogoutResponse({ itt, response: 0, time2Wait: 0, time2Retain: 0 }, this.snWithStatus()));
+    this.state = 'logout';
+    this.log.info({ reason }, 'logout');
+    this.socket.end();
+    // The initiator closes its side; make sure we do not linger.
+    setTimeout(() => this.socket.destroy(), 2000).unref();
+  }
+
+  // ---- Reject and teardown ---------------------------------------------
+
+  reject(bhs: Buffer, reason: RejectReason): void {
+    const copy = Buffer.from(bhs.subarray(0, BHS_LENGTH));
+    this.send(encodeReject({ reason, dataSnOrR2tSn: 0, dataLength: copy.length }, this.snWithStatus()), copy);
+  }
+
+  /** Close the connection at once (after flushing what was queued). */
+  drop(why: string): void {
+    if (this.state === 'closed') return;
+    this.log.info({ why }, 'dropping connection');
+    this.framer.stop();
+    this.abortAll();
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+  }
+
+  /** SessionConnection.shutdown: drop and wait until every task has settled. */
+  async shutdown(reason: string): Promise<void> {
+    const waits = [...this.tasks.values()].map((t) => t.settled);
+    this.drop(reason);
+    await Promise.all(waits);
+  }
+
+  private abortAll(): void {
+    for (const t of this.tasks.values()) {
+      t.abort(new TransportError('CONNECTION_LOST', 'connection closed'));
+      if (!t.delivered) this.finishTask(t);
+    }
+  }
+
+  private onClosed(): void {
+    const wasClosed = this.state === 'closed';
+    this.framer.stop();
+    this.abortAll();
+    this.state = 'closed';
+    if (!wasClosed) {
+      this.ctx.connectionClosed(this);
+      this.log.debug('connection closed');
+    }
+    this.resolveClosed();
+  }
+
+  /** Exposed for LoginNegotiator: send with StatSN handling during login. */
+  nextStatSN(): SequenceNumbers {
+    return this.snWithStatus();
+  }
+
+  /** Header digest length in effect for incoming PDUs (tests). */
+  get headerDigestLength(): number {
+    return this.framer.headerDigest ? DIGEST_LENGTH : 0;
+  }
+}
+
+function mapTmfOutcome(o: string): number {
+  switch (o) {
+    case 'complete':
+      return TmfResponse.COMPLETE;
+    case 'no-such-task':
+      return TmfResponse.TASK_DOES_NOT_EXIST;
+    case 'no-such-lun':
+      return TmfResponse.LUN_DOES_NOT_EXIST;
+    case 'not-supported':
+      return TmfResponse.NOT_SUPPORTED;
+    default:
+      return TmfResponse.REJECTED;
+  }
+}

@@ -1,0 +1,360 @@
+/**
+ * The login phase of one connection (RFC 7143 §6.3, §11.12, §11.13):
+ * stages (security -> operational -> full feature), text continuation,
+ * CHAP, operational key negotiation, TSIH assignment and session
+ * reinstatement by ISID. Every failure ends with a Login Response whose
+ * status class/detail says why, and the connection closes.
+ */
+import type { Pdu } from './pdu';
+import { FLAG_C, FLAG_T, LoginField, cmdSnOf, encodeLoginResponse, expStatSnOf, flagsOf, ittOf, snAdd } from './pdu';
+import { TextAccumulator, encodeTextKeys, parseTextKeys, type TextPair } from './text';
+import {
+  DEFAULT_TARGET_KEY_CONFIG,
+  NegotiationState,
+  createNegotiationState,
+  negotiateOperational,
+  type TargetKeyConfig,
+} from './login-keys';
+import { ChapAuthenticator, createChapAuthenticator } from './chap';
+import type { Connection } from './connection';
+import type { ServerContext } from './server';
+import { Session } from './session';
+import { initiatorMaySee } from './discovery';
+import type { ChapCredentials, NegotiatedParams, TargetEntry } from './types';
+import type { ItNexus } from '../scsi/types';
+
+/** Login status class/detail (RFC 7143 §11.13.5). */
+export const LoginStatus = {
+  SUCCESS: [0, 0],
+  INITIATOR_ERROR: [2, 0x00],
+  AUTH_FAILURE: [2, 0x01],
+  AUTHORIZATION_FAILURE: [2, 0x02],
+  NOT_FOUND: [2, 0x03],
+  TARGET_REMOVED: [2, 0x04],
+  UNSUPPORTED_VERSION: [2, 0x05],
+  TOO_MANY_CONNECTIONS: [2, 0x06],
+  MISSING_PARAMETER: [2, 0x07],
+  CANT_INCLUDE_IN_SESSION: [2, 0x08],
+  SESSION_TYPE_NOT_SUPPORTED: [2, 0x09],
+  SESSION_DOES_NOT_EXIST: [2, 0x0a],
+  INVALID_DURING_LOGIN: [2, 0x0b],
+  TARGET_ERROR: [3, 0x00],
+  SERVICE_UNAVAILABLE: [3, 0x01],
+  OUT_OF_RESOURCES: [3, 0x02],
+} as const;
+type Status = readonly [number, number];
+
+const STAGE_SECURITY = 0;
+const STAGE_OPERATIONAL = 1;
+const STAGE_FULL_FEATURE = 3;
+
+/** Map the negotiation result to the parameters the data path uses. */
+export function negotiatedParams(st: NegotiationState): NegotiatedParams {
+  return {
+    headerDigest: st.headerDigest,
+    dataDigest: st.dataDigest,
+    initiatorMaxRecvDataSegmentLength: st.maxRecvDataSegmentLength,
+    targetMaxRecvDataSegmentLength: st.targetMaxRecvDataSegmentLength,
+    maxBurstLength: st.maxBurstLength,
+    firstBurstLength: st.firstBurstLength,
+    initialR2T: st.initialR2T,
+    immediateData: st.immediateData,
+    maxOutstandingR2T: st.maxOutstandingR2T,
+    maxConnections: st.maxConnections,
+    dataPDUInOrder: st.dataPDUInOrder,
+    dataSequenceInOrder: st.dataSequenceInOrder,
+    errorRecoveryLevel: st.errorRecoveryLevel,
+    defaultTime2Wait: st.defaultTime2Wait,
+    defaultTime2Retain: st.defaultTime2Retain,
+  };
+}
+
+export class LoginNegotiator {
+  private first = true;
+  private isid = Buffer.alloc(6);
+  private tsihRequested = 0;
+  private initiatorName = '';
+  private sessionType: 'Discovery' | 'Normal' = 'Normal';
+  private target: TargetEntry | null = null;
+  private firstCmdSN = 0;
+  private stage = STAGE_SECURITY;
+  private authenticated = false;
+  private chapRequired: ChapCredentials | undefined;
+  private chap: ChapAuthenticator | null = null;
+  private readonly text = new TextAccumulator(64 * 1024);
+  private readonly state: NegotiationState = createNegotiationState();
+  private keyConfig: Readonly<TargetKeyConfig> = DEFAULT_TARGET_KEY_CONFIG;
+
+  constructor(
+    private readonly conn: Connection,
+    private readonly ctx: ServerContext,
+  ) {}
+
+  async handle(pdu: Pdu): Promise<void> {
+    const bhs = pdu.bhs;
+    const flags = flagsOf(bhs);
+    const transit = (flags & FLAG_T) !== 0;
+    const cont = (flags & FLAG_C) !== 0;
+    const csg = (flags >> 2) & 3;
+    let nsg = flags & 3;
+    const itt = ittOf(bhs);
+
+    if (this.first) {
+      this.first = false;
+      bhs.copy(this.isid, 0, LoginField.ISID, LoginField.ISID + 6);
+      this.tsihRequested = bhs.readUInt16BE(LoginField.TSIH);
+      this.conn.cid = bhs.readUInt16BE(LoginField.CID);
+      this.firstCmdSN = cmdSnOf(bhs);
+      this.conn.statSN = expStatSnOf(bhs);
+      this.stage = csg;
+      const vmax = bhs[LoginField.VERSION_MAX];
+      const vmin = bhs[LoginField.VERSION_MIN];
+      // We speak version 0 only (RFC 7143 §11.12.4).
+      if (vmin > 0 || vmax < vmin) return this.fail(itt, csg, LoginStatus.UNSUPPORTED_VERSION, 'unsupported version');
+    } else if (!bhs.subarray(LoginField.ISID, LoginField.ISID + 6).equals(this.isid)) {
+      return this.fail(itt, csg, LoginStatus.INITIATOR_ERROR, 'ISID changed during login');
+    }
+    if (csg === 2 || (transit && (nsg === 2 || nsg <= csg && !(csg === STAGE_FULL_FEATURE)))) {
+      return this.fail(itt, csg, LoginStatus.INITIATOR_ERROR, `bad stage transition ${csg}->${nsg}`);
+    }
+    if (transit && cont) return this.fail(itt, csg, LoginStatus.INITIATOR_ERROR, 'T and C both set');
+    if (csg !== this.stage) {
+      if (csg === STAGE_OPERATIONAL && this.stage === STAGE_SECURITY && this.authenticated) this.stage = csg;
+      else return this.fail(itt, csg, LoginStatus.INITIATOR_ERROR, `unexpected stage ${csg}`);
+    }
+
+    const acc = this.text.push(pdu.data, cont);
+    if (acc.status === 'error') return this.fail(itt, csg, LoginStatus.INITIATOR_ERROR, acc.reason);
+    if (acc.status === 'partial') {
+      // Acknowledge a partial text with an empty response (RFC 7143 §6.3, C bit).
+      return this.respond(itt, csg, false, 0, []);
+    }
+    const parsed = parseTextKeys(acc.data);
+    if (!parsed.ok) return this.fail(itt, csg, LoginStatus.INITIATOR_ERROR, parsed.reason);
+    const keys = parsed.pairs;
+
+    if (!this.initiatorName) {
+      // The target decides the portal group tag we must announce in the first response.
+      const tn = keys.find(([k]) => k === 'TargetName')?.[1];
+      const t = tn === undefined ? undefined : this.ctx.findTarget(tn);
+      if (t) this.keyConfig = { ...DEFAULT_TARGET_KEY_CONFIG, targetPortalGroupTag: t.portalGroupTag };
+    }
+    const answers: TextPair[] = [];
+    const negotiated = negotiateOperational(keys, this.state, {
+      targetLimits: this.keyConfig,
+      isLeading: true,
+      stage: csg === STAGE_SECURITY ? 'security' : 'operational',
+      targetExists: (name) => this.ctx.findTarget(name) !== undefined,
+    });
+    if (negotiated.error) {
+      const e = negotiated.error;
+      return this.fail(itt, csg, [e.statusClass, e.statusDetail], e.reason);
+    }
+    if (!this.initiatorName) {
+      const err = this.identify();
+      if (err) return this.fail(itt, csg, err[0], err[1]);
+    }
+
+    if (csg === STAGE_SECURITY) {
+      const r = this.security(keys, answers);
+      if (r === 'fail') {
+        await delay(this.ctx.limits.authFailureDelayMs);
+        return this.fail(itt, csg, LoginStatus.AUTH_FAILURE, 'authentication failed');
+      }
+      if (r === 'initiator-error') return this.fail(itt, csg, LoginStatus.INITIATOR_ERROR, 'bad security keys');
+      if (!this.authenticated) nsg = csg; // cannot leave the security stage yet
+    } else if (this.chapRequired && !this.authenticated) {
+      await delay(this.ctx.limits.authFailureDelayMs);
+      return this.fail(itt, csg, LoginStatus.AUTH_FAILURE, 'authentication required');
+    } else {
+      this.authenticated = true;
+    }
+    answers.push(...negotiated.response);
+
+    const canTransit = transit && (csg !== STAGE_SECURITY || this.authenticated);
+    if (canTransit && nsg === STAGE_FULL_FEATURE) {
+      return this.complete(itt, csg, answers);
+    }
+    if (canTransit) this.stage = nsg;
+    return this.respond(itt, csg, canTransit, canTransit ? nsg : 0, answers);
+  }
+
+  /** After the first request was negotiated: target, access, CHAP policy, session limits. */
+  private identify(): [Status, string] | null {
+    const st = this.state;
+    this.initiatorName = st.initiatorName!;
+    this.sessionType = st.sessionType ?? 'Normal';
+    this.conn.log.info({ initiator: this.initiatorName, sessionType: this.sessionType }, 'login');
+    if (this.sessionType === 'Normal') {
+      const t = this.ctx.findTarget(st.targetName!);
+      if (!t) return [LoginStatus.NOT_FOUND, `no target ${st.targetName}`];
+      if (!initiatorMaySee(t, this.initiatorName)) return [LoginStatus.AUTHORIZATION_FAILURE, 'initiator not allowed'];
+      this.target = t;
+      this.chapRequired = t.chap;
+    } else {
+      this.chapRequired = this.ctx.discoveryChap;
+    }
+    if (this.tsihRequested !== 0) {
+      // Adding a connection to an existing session: MaxConnections is 1 (RFC 7143 §6.3.1).
+      if (!this.ctx.registry.get(this.tsihRequested)) return [LoginStatus.SESSION_DOES_NOT_EXIST, 'no such TSIH'];
+      return [LoginStatus.TOO_MANY_CONNECTIONS, 'one connection per session'];
+    }
+    if (this.ctx.registry.size >= this.ctx.limits.maxSessions ||
+        this.ctx.registry.countFor(this.initiatorName) >= this.ctx.limits.maxSessionsPerInitiator) {
+      return [LoginStatus.OUT_OF_RESOURCES, 'session limit reached'];
+    }
+    return null;
+  }
+
+  private security(keys: TextPair[], answers: TextPair[]): 'ok' | 'fail' | 'initiator-error' {
+    const authMethod = keys.find(([k]) => k === 'AuthMethod')?.[1];
+    if (authMethod !== undefined) {
+      const offered = authMethod.split(',');
+      if (this.chapRequired) {
+        if (!offered.includes('CHAP')) return 'fail';
+        answers.push(['AuthMethod', 'CHAP']);
+        this.chap = createChapAuthenticator({
+          users: (name: string) => (name === this.chapRequired!.user ? this.chapRequired!.secret : undefined),
+          mutual: this.chapRequired.mutual ? { name: this.chapRequired.mutual.user, secret: this.chapRequired.mutual.secret } : undefined,
+        });
+      } else {
+        if (!offered.includes('None')) return 'fail';
+        answers.push(['AuthMethod', 'None']);
+        this.authenticated = true;
+      }
+    }
+    const chapKeys = keys.filter(([k]) => k.startsWith('CHAP_'));
+    if (chapKeys.length > 0) {
+      if (!this.chap) return 'initiator-error';
+      const step = this.chap.step(chapKeys);
+      if (step.status === 'failed') {
+        this.conn.log.warn({ reason: step.reason }, 'CHAP failed');
+        return 'fail';
+      }
+      answers.push(...step.response);
+      if (step.status === 'authenticated') this.authenticated = true;
+    } else if (this.chapRequired && authMethod === undefined && !this.chap) {
+      return 'fail';
+    }
+    return 'ok';
+  }
+
+  private async complete(itt: number, csg: number, answers: TextPair[]): Promise<void> {
+    const ctx = this.ctx;
+    const registry = ctx.registry;
+    // Session reinstatement: a new login (TSIH 0) with the same ISID, initiator and target
+    // replaces the old session (RFC 7143 §6.3.5).
+    const old = registry.findForReinstatement(this.initiatorName, this.isid, this.target?.name ?? null);
+    if (old) {
+      this.conn.log.info({ tsih: old.tsih }, 'reinstating session');
+      await Promise.all([...old.connections].map((c) => c.shutdown('session reinstatement')));
+      if (!old.closed) ctx.endSession(old);
+    }
+    const params = negotiatedParams(this.state);
+    const tsih = registry.allocateTsih();
+    let nexus: ItNexus | null = null;
+    if (this.target) {
+      const isidHex = this.isid.toString('hex');
+      const initiatorPortName = `${this.initiatorName},i,0x${isidHex}`;
+      nexus = {
+        key: `${initiatorPortName}|${this.target.name}`,
+        initiatorName: this.initiatorName,
+        initiatorPortName,
+        relativeTargetPort: 1,
+        targetPortName: `${this.target.name},t,0x${this.target.portalGroupTag.toString(16).padStart(4, '0')}`,
+      };
+    }
+    const session = new Session(
+      tsih,
+      Buffer.from(this.isid),
+      this.initiatorName,
+      this.sessionType,
+      this.target,
+      nexus,
+      params,
+      this.firstCmdSN,
+      ctx.limits.queueDepth,
+      this.conn.log.child({ tsih }),
+    );
+    registry.add(session);
+    ctx.sessionEstablished(session, this.conn);
+    if (nexus && this.target) this.target.device.attachNexus(nexus);
+    this.conn.session = session;
+    const data = encodeTextKeys(answers);
+    const h = encodeLoginResponse(
+      {
+        transit: true,
+        cont: false,
+        csg,
+        nsg: STAGE_FULL_FEATURE,
+        versionMax: 0,
+        versionActive: 0,
+        isid: this.isid,
+        tsih,
+        itt,
+        statusClass: 0,
+        statusDetail: 0,
+        dataLength: data.length,
+      },
+      this.conn.nextStatSN(),
+    );
+    this.conn.send(h, data);
+    // Digests and the negotiated data segment limit apply from the next PDU on.
+    this.conn.enterFullFeature(session, params);
+  }
+
+  private respond(itt: number, csg: number, transit: boolean, nsg: number, answers: TextPair[]): void {
+    const data = encodeTextKeys(answers);
+    const sn = this.conn.nextStatSN();
+    sn.expCmdSN = this.firstCmdSN;
+    sn.maxCmdSN = snAdd(this.firstCmdSN, this.ctx.limits.queueDepth - 1);
+    const h = encodeLoginResponse(
+      {
+        transit,
+        cont: false,
+        csg,
+        nsg,
+        versionMax: 0,
+        versionActive: 0,
+        isid: this.isid,
+        tsih: 0,
+        itt,
+        statusClass: 0,
+        statusDetail: 0,
+        dataLength: data.length,
+      },
+      sn,
+    );
+    this.conn.send(h, data);
+  }
+
+  private fail(itt: number, csg: number, status: Status, why: string): void {
+    this.conn.log.warn({ statusClass: status[0], statusDetail: status[1], why }, 'login rejected');
+    const sn = this.conn.nextStatSN();
+    sn.expCmdSN = this.firstCmdSN;
+    sn.maxCmdSN = this.firstCmdSN;
+    const h = encodeLoginResponse(
+      {
+        transit: false,
+        cont: false,
+        csg,
+        nsg: 0,
+        versionMax: 0,
+        versionActive: 0,
+        isid: this.isid,
+        tsih: 0,
+        itt,
+        statusClass: status[0],
+        statusDetail: status[1],
+        dataLength: 0,
+      },
+      sn,
+    );
+    this.conn.send(h);
+    this.conn.drop(`login failed: ${why}`);
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

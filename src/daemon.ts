@@ -1,0 +1,105 @@
+/**
+ * Composition: configuration -> backing stores -> SCSI devices (one per
+ * target) -> iSCSI server. The only place that knows all three layers.
+ */
+import fs from 'node:fs';
+import pino, { type Logger } from 'pino';
+import type { Config } from './config';
+import { lunPath } from './config';
+import { IdentityStore } from './identity';
+import { FileStore } from './backing/file-store';
+import { IscsiServer } from '../iscsi/server';
+import type { TargetEntry } from '../iscsi/types';
+import { ScsiDevice } from '../scsi/scsi-device';
+import type { LogicalUnitOptions } from '../scsi/logical-unit';
+import { encodeSenseError, SenseError } from '../scsi/sense';
+import type { BackingStore } from '../scsi/backing-store';
+
+export function createLogger(level: string): Logger {
+  return pino({
+    level,
+    base: { name: 'xcopyd' },
+    redact: { paths: ['*.secret', '*.*.secret', 'chap', '*.chap', 'CHAP_R', 'CHAP_C'], censor: '[redacted]' },
+  });
+}
+
+export class Daemon {
+  readonly log: Logger;
+  server: IscsiServer | null = null;
+  private readonly stores: BackingStore[] = [];
+  private readonly devices: ScsiDevice[] = [];
+  /** Ports actually bound, in the order of config.listen. */
+  readonly ports: number[] = [];
+
+  constructor(
+    readonly config: Readonly<Config>,
+    log?: Logger,
+  ) {
+    this.log = log ?? createLogger(config.logLevel);
+  }
+
+  async start(): Promise<void> {
+    const cfg = this.config;
+    fs.mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
+    const identities = new IdentityStore(cfg.dataDir);
+    const targets: TargetEntry[] = [];
+    for (const t of cfg.targets) {
+      const units: LogicalUnitOptions[] = [];
+      for (const l of t.luns) {
+        const store = await FileStore.open({
+          path: lunPath(cfg.dataDir, l.path),
+          sizeBytes: l.size,
+          blockSize: l.blockSize,
+          physicalBlockSize: l.physicalBlockSize ?? l.blockSize,
+          readOnly: l.readOnly,
+        });
+        this.stores.push(store);
+        const id = identities.resolve(t.iqn, l.lun, { serial: l.serial, naa: l.naa });
+        units.push({
+            lun: l.lun,
+            store,
+            identity: {
+              vendor: l.vendor,
+              product: l.product,
+              revision: '0001',
+              serial: id.serial,
+              naa: Buffer.from(id.naa, 'hex'),
+            },
+            writeCacheEnabled: l.writeCache,
+        });
+        this.log.info({ target: t.iqn, lun: l.lun, path: lunPath(cfg.dataDir, l.path), bytes: store.sizeBytes }, 'LUN ready');
+      }
+      const device = new ScsiDevice({
+        logger: this.log.child({ target: t.iqn }),
+        luns: units,
+        targetPortGroup: 1,
+      });
+      this.devices.push(device);
+      targets.push({
+        name: t.iqn,
+        alias: t.alias,
+        portalGroupTag: t.portalGroupTag,
+        portals: [...cfg.listen],
+        device,
+        chap: t.chap,
+        allowedInitiators: t.allowedInitiators,
+      });
+    }
+    this.server = new IscsiServer({
+      log: this.log,
+      targets,
+      limits: cfg.limits,
+      discoveryChap: cfg.discoveryChap,
+      senseForOversizedWrite: () => encodeSenseError(new SenseError('INVALID_FIELD_IN_CDB')),
+    });
+    for (const hp of cfg.listen) this.ports.push(await this.server.listen(hp));
+  }
+
+  /** Stop accepting, end sessions, sync and close every store. */
+  async stop(): Promise<void> {
+    if (this.server) await this.server.close();
+    for (const d of this.devices) await d.close();
+    for (const s of this.stores) await s.close();
+    this.log.info('stopped');
+  }
+}
