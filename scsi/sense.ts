@@ -190,3 +190,46 @@ export function decodeFixedSense(b: Buffer): {
     fieldPointer: b.readUInt16BE(16),
   };
 }
+
+/**
+ * Descriptor-format sense (72h), for REQUEST SENSE with DESC=1 (SPC-5 4.4.2,
+ * reference 1.4): information descriptor (00h) and sense-key-specific
+ * descriptor (02h) when present.
+ */
+export function encodeDescriptorSense(s: FixedSenseInput): Buffer {
+  const parts: Buffer[] = [];
+  const header = Buffer.alloc(8);
+  header[0] = s.deferred ? 0x73 : 0x72;
+  header[1] = s.key & 0x0f;
+  header[2] = s.asc;
+  header[3] = s.ascq;
+  parts.push(header);
+  if (s.information !== undefined) {
+    const d = Buffer.alloc(12);
+    d[0] = 0x00;
+    d[1] = 0x0a;
+    d[2] = 0x80; // VALID
+    d.writeBigUInt64BE(BigInt.asUintN(64, s.information), 4);
+    parts.push(d);
+  }
+  if (s.senseKeySpecific) {
+    const d = Buffer.alloc(8);
+    d[0] = 0x02;
+    d[1] = 0x06;
+    s.senseKeySpecific.copy(d, 4, 0, 3);
+    parts.push(d);
+  }
+  const out = Buffer.concat(parts);
+  out[7] = out.length - 8;
+  return out;
+}
+
+/** Sense fields for a SenseError, in the form the encoders take. */
+export function senseInput(err: SenseError): FixedSenseInput {
+  return {
+    ...senseCodes(err.reason),
+    information: err.information,
+    commandSpecific: err.commandSpecific,
+    senseKeySpecific: err.field ? encodeFieldPointer(err.field) : undefined,
+  };
+}

@@ -1,0 +1,54 @@
+/**
+ * The storage port of the SCSI core. A backing store knows bytes, never CDBs:
+ * it declares what it can do, and the core (INQUIRY, VPD pages, the command
+ * table) reads that declaration. Implementations live in src/backing/.
+ *
+ * Errors: implementations reject with Node-style errors carrying `code`
+ * ('ENOSPC', 'EIO', 'EROFS', ...). The core maps them to sense reasons in
+ * one place (logical-unit.ts `storeErrorToSense`).
+ */
+
+export interface BackingStoreCapabilities {
+  /** Logical block size in bytes (512 or 4096). */
+  readonly blockSize: number;
+  /** Physical block size in bytes (>= blockSize, power-of-two multiple). */
+  readonly physicalBlockSize: number;
+  /** Current size in bytes (a multiple of blockSize). */
+  readonly sizeBytes: number;
+  readonly readOnly: boolean;
+  /** Deallocating a range (punchHole) frees space and later reads return zeros. */
+  readonly canPunchHole: boolean;
+  /** seekData/seekHole tell allocated from unallocated ranges. */
+  readonly canSeekData: boolean;
+  /** cloneRange shares extents between (or within) stores without copying. */
+  readonly canClone: boolean;
+  /** write(..., {fua: true}) is durable when it resolves. */
+  readonly supportsFua: boolean;
+  /** Thin (sparse) provisioning: allocation happens on write. */
+  readonly thinProvisioned: boolean;
+}
+
+export interface WriteOptions {
+  /** Force unit access: durable on stable storage before the promise resolves. */
+  fua?: boolean;
+}
+
+export interface BackingStore extends BackingStoreCapabilities {
+  /** Read exactly `length` bytes at byte `offset` (zeros past EOF of a sparse file). */
+  read(offset: number, length: number): Promise<Buffer>;
+  /** Write all of `data` at byte `offset`. */
+  write(offset: number, data: Buffer, options?: WriteOptions): Promise<void>;
+  /** Make every acknowledged write durable (fdatasync). */
+  flush(): Promise<void>;
+  /** Deallocate [offset, offset+length); later reads return zeros. Only if canPunchHole. */
+  punchHole(offset: number, length: number): Promise<void>;
+  /**
+   * Offset of the first allocated byte at or after `offset`, or `sizeBytes`
+   * if none (SEEK_DATA semantics). Only if canSeekData.
+   */
+  seekData(offset: number): Promise<number>;
+  /** Offset of the first unallocated byte at or after `offset` (SEEK_HOLE semantics; EOF counts as a hole). */
+  seekHole(offset: number): Promise<number>;
+  /** Flush and release the underlying resources. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,59 @@
+/** What a command handler sees and returns. Handlers never build sense or status. */
+import type { Logger } from 'pino';
+import type { ItNexus, ScsiStatus, ScsiTask } from './types';
+import type { LogicalUnit } from './logical-unit';
+import type { CommandEntry, CommandTable } from './command-table';
+
+/** Device-level services a handler may need (REPORT LUNS, REQUEST SENSE, RSOC, VPD 83h). */
+export interface DeviceServices {
+  readonly table: CommandTable;
+  readonly targetPortGroup: number;
+  /** Standard INQUIRY fields for LUNs without a logical unit (PQ 011b). */
+  readonly defaultIdentity: { vendor: string; product: string; revision: string };
+  /** VERSION DESCRIPTORS of standard INQUIRY data (SPC-5 6.7.2). */
+  readonly versionDescriptors: readonly number[];
+  lunsFor(nexus: ItNexus): number[];
+}
+
+export interface CommandContext {
+  readonly task: ScsiTask;
+  /** A private copy of the CDB, exactly entry.cdbLength bytes. */
+  readonly cdb: Buffer;
+  readonly entry: CommandEntry;
+  readonly lun: number;
+  /**
+   * The addressed logical unit. Always set unless the entry has the
+   * OK_WITHOUT_LU flag (INQUIRY, REPORT LUNS, REQUEST SENSE).
+   */
+  readonly lu: LogicalUnit | undefined;
+  readonly device: DeviceServices;
+  /** Aborted when the task is aborted (its own signal, or task management). */
+  readonly signal: AbortSignal;
+  readonly logger: Logger;
+  /**
+   * Fetch Data-Out bytes (<= EDTL). Rejects with an AbortError when the task is
+   * aborted, even if the transport never delivers.
+   */
+  dataOut(length: number): Promise<Buffer>;
+  /**
+   * The Data-Out length the CDB implies (SPDTL); the transport computes
+   * underflow/overflow residuals from it even when the command fails.
+   */
+  dataOutLength?: number;
+}
+
+export interface CommandResult {
+  /** GOOD unless the handler succeeded with another status (e.g. CONDITION MET). */
+  status?: ScsiStatus;
+  dataIn?: Buffer[];
+  /** Total Data-In bytes the command produced (defaults to the sum of dataIn). */
+  dataInLength?: number;
+}
+
+export type CommandHandler = (ctx: CommandContext) => Promise<CommandResult | void>;
+
+/** Return `data` limited by an ALLOCATION LENGTH (SPC-5 4.2.5.6). */
+export function allocationLimited(data: Buffer, allocationLength: number): CommandResult {
+  const n = Math.min(data.length, allocationLength);
+  return { dataIn: n > 0 ? [data.subarray(0, n)] : [], dataInLength: n };
+}

@@ -1,0 +1,288 @@
+/**
+ * The SCSI target device: LUN map, command pipeline, unit attentions and task
+ * management. Implements the transport contract `ScsiDevice` of scsi/types.ts.
+ *
+ * Pipeline for one command (execute):
+ *   LUN check -> command table lookup -> CDB usage-mask validation ->
+ *   unit attention -> LU state (write protect) -> handler -> backing store ->
+ *   data mover (task.dataOut / result.dataIn) -> ScsiResult.
+ * Only `run`'s catch builds CHECK CONDITION; anything that is not a
+ * SenseError becomes INTERNAL TARGET FAILURE (4/44/00), logged with its stack.
+ *
+ * Composer usage (src/):
+ *
+ *   const device = new ScsiDevice({
+ *     logger,                                   // pino Logger
+ *     luns: [{ lun: 0, store,                   // a BackingStore (src/backing/file-store.ts)
+ *              identity: { vendor: 'XCOPYD', product: 'xcopyd disk', revision: '0001',
+ *                          serial: 'from-config', naa: naa6Buffer16 },
+ *              limits: {...}, writeCacheEnabled: true }],
+ *     targetPortGroup: 1,                       // VPD 83h TPG designator
+ *     versionDescriptors: [0x00a0, 0x0460, 0x04c0, 0x0960], // SAM-5, SPC-4, SBC-3, iSCSI
+ *   });
+ *
+ * Relative target port numbers come from each task's nexus.
+ */
+import type { Logger } from 'pino';
+import {
+  ScsiStatus,
+  TmfFunction,
+  type ItNexus,
+  type ScsiDevice as ScsiDeviceContract,
+  type ScsiResult,
+  type ScsiTask,
+  type TmfOutcome,
+} from './types';
+import { COMMAND_TABLE, CommandFlag, validateCdb, type CommandTable } from './command-table';
+import type { CommandContext, DeviceServices } from './command-context';
+import { LogicalUnit, type LogicalUnitOptions } from './logical-unit';
+import { SenseError, encodeSenseError, type UnitAttentionReason } from './sense';
+import { VersionDescriptor } from './commands/inquiry';
+
+export interface ScsiDeviceOptions {
+  logger: Logger;
+  luns: LogicalUnitOptions[];
+  /** Target port group reported in VPD 83h (default 1). */
+  targetPortGroup?: number;
+  /** Standard INQUIRY for LUNs without a logical unit (default vendor 'XCOPYD'). */
+  defaultIdentity?: { vendor: string; product: string; revision: string };
+  /** INQUIRY VERSION DESCRIPTORS (default SAM-5, SPC-4, SBC-3). */
+  versionDescriptors?: number[];
+  /** Per-initiator LUN masking hook (ACLs); default: every LUN for every nexus. */
+  lunFilter?: (nexus: ItNexus, lun: number) => boolean;
+  /** Replace the command table (tests). */
+  table?: CommandTable;
+}
+
+interface TaskRecord {
+  readonly nexusKey: string;
+  readonly lun: number;
+  readonly controller: AbortController;
+  readonly settled: Promise<void>;
+}
+
+export type ExecuteResult = ScsiResult & { aborted?: boolean };
+
+const ABORTED: ExecuteResult = Object.freeze({ status: ScsiStatus.TASK_ABORTED, aborted: true }) as ExecuteResult;
+
+class TaskAbortedError extends Error {
+  constructor() {
+    super('task aborted');
+    this.name = 'AbortError';
+  }
+}
+
+export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
+  readonly table: CommandTable;
+  readonly targetPortGroup: number;
+  readonly defaultIdentity: { vendor: string; product: string; revision: string };
+  readonly versionDescriptors: readonly number[];
+  private readonly logger: Logger;
+  private readonly luMap = new Map<number, LogicalUnit>();
+  private readonly lunFilter: (nexus: ItNexus, lun: number) => boolean;
+  private readonly nexuses = new Map<string, ItNexus>();
+  private readonly tasks = new Set<TaskRecord>();
+  private closed = false;
+
+  constructor(options: ScsiDeviceOptions) {
+    this.logger = options.logger;
+    this.table = options.table ?? COMMAND_TABLE;
+    this.targetPortGroup = options.targetPortGroup ?? 1;
+    this.defaultIdentity = options.defaultIdentity ?? { vendor: 'XCOPYD', product: 'xcopyd', revision: '0001' };
+    this.versionDescriptors = options.versionDescriptors ?? [VersionDescriptor.SAM5, VersionDescriptor.SPC4, VersionDescriptor.SBC3];
+    this.lunFilter = options.lunFilter ?? (() => true);
+    for (const o of options.luns) {
+      if (!Number.isInteger(o.lun) || o.lun < 0 || o.lun >= 16384) throw new Error(`LUN ${o.lun} out of range 0..16383`);
+      if (this.luMap.has(o.lun)) throw new Error(`LUN ${o.lun} configured twice`);
+      this.luMap.set(o.lun, new LogicalUnit(o));
+    }
+  }
+
+  /** The logical unit at `lun`, if any (tests, composer). */
+  logicalUnit(lun: number): LogicalUnit | undefined {
+    return this.luMap.get(lun);
+  }
+
+  lunsFor(nexus: ItNexus): number[] {
+    return [...this.luMap.keys()].filter((lun) => this.lunFilter(nexus, lun)).sort((a, b) => a - b);
+  }
+
+  private luFor(nexus: ItNexus, lun: number): LogicalUnit | undefined {
+    const lu = this.luMap.get(lun);
+    return lu && this.lunFilter(nexus, lun) ? lu : undefined;
+  }
+
+  attachNexus(nexus: ItNexus): void {
+    this.nexuses.set(nexus.key, nexus);
+    // SAM-5 6.3.1: the first command of a new I_T nexus sees POWER ON, RESET, OR BUS DEVICE RESET OCCURRED.
+    for (const lu of this.luMap.values()) lu.addNexus(nexus.key, 'UA_POWER_ON_RESET');
+  }
+
+  detachNexus(nexus: ItNexus): void {
+    this.nexuses.delete(nexus.key);
+    for (const lu of this.luMap.values()) lu.removeNexus(nexus.key);
+  }
+
+  async execute(task: ScsiTask): Promise<ExecuteResult> {
+    if (task.signal.aborted) return ABORTED;
+    const controller = new AbortController();
+    const onAbort = (): void => controller.abort();
+    task.signal.addEventListener('abort', onAbort, { once: true });
+    let settle!: () => void;
+    const record: TaskRecord = {
+      nexusKey: task.nexus.key,
+      lun: task.lun,
+      controller,
+      settled: new Promise<void>((resolve) => (settle = resolve)),
+    };
+    this.tasks.add(record);
+    try {
+      const result = await this.run(task, controller.signal);
+      return controller.signal.aborted ? ABORTED : result;
+    } finally {
+      task.signal.removeEventListener('abort', onAbort);
+      this.tasks.delete(record);
+      settle();
+    }
+  }
+
+  /** The pipeline and the one catch that builds CHECK CONDITION. */
+  private async run(task: ScsiTask, signal: AbortSignal): Promise<ScsiResult> {
+    let ctx: CommandContext | undefined;
+    try {
+      if (this.closed) return { status: ScsiStatus.BUSY };
+      const lu = this.luFor(task.nexus, task.lun);
+      const found = this.table.lookup(task.cdb, lu);
+      if ('error' in found) {
+        // SPC-5 4.6.2 / SAM-5: commands other than INQUIRY, REPORT LUNS, REQUEST SENSE to a missing LU.
+        if (!lu) throw new SenseError('LOGICAL_UNIT_NOT_SUPPORTED');
+        throw found.error;
+      }
+      const entry = found.entry;
+      if (!lu && !(entry.flags & CommandFlag.OK_WITHOUT_LU)) throw new SenseError('LOGICAL_UNIT_NOT_SUPPORTED');
+      const invalid = validateCdb(entry, task.cdb);
+      if (invalid) throw invalid;
+      // SAM-5 5.14: report one pending unit attention, except to INQUIRY, REPORT LUNS, REQUEST SENSE.
+      if (lu && !(entry.flags & CommandFlag.NO_UNIT_ATTENTION)) {
+        const ua = lu.takeUa(task.nexus.key);
+        if (ua) throw new SenseError(ua);
+      }
+      if (lu && entry.flags & CommandFlag.WRITES_MEDIUM) lu.checkWritable(); // SBC-4 4.11: 7/27/00
+      const cdb = Buffer.from(task.cdb.subarray(0, entry.cdbLength)); // outlives the receive buffer
+      const dataOut = (length: number): Promise<Buffer> => this.dataOut(task, signal, length);
+      ctx = { task, cdb, entry, lun: task.lun, lu, device: this, signal, logger: this.logger, dataOut };
+      const r = (await entry.handler(ctx)) ?? {};
+      const dataIn = r.dataIn;
+      const result: ScsiResult = { status: r.status ?? ScsiStatus.GOOD };
+      if (dataIn) {
+        result.dataIn = dataIn;
+        result.dataInLength = r.dataInLength ?? dataIn.reduce((n, b) => n + b.length, 0);
+      } else if (r.dataInLength !== undefined) {
+        result.dataInLength = r.dataInLength;
+      }
+      if (ctx.dataOutLength !== undefined) result.dataOutLength = ctx.dataOutLength;
+      return result;
+    } catch (err) {
+      if (signal.aborted) return ABORTED;
+      const result: ScsiResult = { status: ScsiStatus.CHECK_CONDITION };
+      if (err instanceof SenseError) {
+        result.sense = encodeSenseError(err);
+      } else {
+        this.logger.error({ err, lun: task.lun, cdb: task.cdb.toString('hex') }, 'internal target failure');
+        result.sense = encodeSenseError(new SenseError('INTERNAL_TARGET_FAILURE'));
+      }
+      if (ctx?.dataOutLength !== undefined) result.dataOutLength = ctx.dataOutLength;
+      return result;
+    }
+  }
+
+  /** Data-Out that an abort releases even if the transport never delivers (brief: race against the abort). */
+  private dataOut(task: ScsiTask, signal: AbortSignal, length: number): Promise<Buffer> {
+    if (signal.aborted) return Promise.reject(new TaskAbortedError());
+    if (length > task.expectedDataTransferLength) {
+      return Promise.reject(new Error(`dataOut(${length}) beyond EDTL ${task.expectedDataTransferLength}`));
+    }
+    return new Promise<Buffer>((resolve, reject) => {
+      const onAbort = (): void => reject(new TaskAbortedError());
+      signal.addEventListener('abort', onAbort, { once: true });
+      task.dataOut(length).then(
+        (b) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(b);
+        },
+        (e) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(e);
+        },
+      );
+    });
+  }
+
+  /** Abort the matching tasks and wait until every one of them has settled. */
+  private async abortTasks(match: (t: TaskRecord) => boolean): Promise<Set<string>> {
+    const hit = [...this.tasks].filter(match);
+    for (const t of hit) t.controller.abort();
+    await Promise.all(hit.map((t) => t.settled));
+    return new Set(hit.map((t) => t.nexusKey));
+  }
+
+  async taskManagement(fn: TmfFunction, nexus: ItNexus, lun: number): Promise<TmfOutcome> {
+    const lu = this.luFor(nexus, lun);
+    switch (fn) {
+      case TmfFunction.ABORT_TASK_SET: {
+        if (!lu) return 'no-such-lun';
+        await this.abortTasks((t) => t.lun === lun && t.nexusKey === nexus.key);
+        return 'complete';
+      }
+      case TmfFunction.CLEAR_TASK_SET: {
+        if (!lu) return 'no-such-lun';
+        const affected = await this.abortTasks((t) => t.lun === lun);
+        // SAM-5 7.4 with TAS=0: other nexuses whose tasks were cleared get 6/2F/00.
+        for (const key of affected) if (key !== nexus.key) lu.queueUa(key, 'UA_COMMANDS_CLEARED_BY_ANOTHER_INITIATOR');
+        return 'complete';
+      }
+      case TmfFunction.CLEAR_ACA:
+        // NACA is never accepted, so no ACA condition can exist: nothing to clear.
+        return lu ? 'complete' : 'no-such-lun';
+      case TmfFunction.LOGICAL_UNIT_RESET: {
+        if (!lu) return 'no-such-lun';
+        await this.abortTasks((t) => t.lun === lun);
+        this.resetLogicalUnit(lu, 'UA_BUS_DEVICE_RESET_FUNCTION');
+        this.logger.info({ lun, initiator: nexus.initiatorPortName }, 'logical unit reset');
+        return 'complete';
+      }
+      case TmfFunction.TARGET_WARM_RESET:
+      case TmfFunction.TARGET_COLD_RESET: {
+        await this.abortTasks(() => true);
+        const reason: UnitAttentionReason = fn === TmfFunction.TARGET_COLD_RESET ? 'UA_POWER_ON_OCCURRED' : 'UA_BUS_DEVICE_RESET_FUNCTION';
+        for (const l of this.luMap.values()) this.resetLogicalUnit(l, reason);
+        this.logger.info({ initiator: nexus.initiatorPortName, cold: fn === TmfFunction.TARGET_COLD_RESET }, 'target reset');
+        return 'complete';
+      }
+      default:
+        // ABORT TASK is done by the transport on its own task's signal; TASK REASSIGN needs ERL 2.
+        return 'not-supported';
+    }
+  }
+
+  /** SAM-5 6.3.3: LU reset -> unit attention for every I_T nexus. */
+  private resetLogicalUnit(lu: LogicalUnit, reason: UnitAttentionReason): void {
+    lu.queueUaForAll(reason);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.tasks].map((t) => t.settled));
+    const errors: unknown[] = [];
+    for (const lu of this.luMap.values()) {
+      try {
+        await lu.store.flush();
+        await lu.store.close();
+      } catch (err) {
+        errors.push(err);
+        this.logger.error({ err, lun: lu.lun }, 'closing backing store failed');
+      }
+    }
+    if (errors.length) throw errors[0];
+  }
+}
