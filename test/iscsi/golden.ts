@@ -11,6 +11,8 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
+import { FramerError, PduFramer } from '../../iscsi/framer';
+import { Pdu, padLength } from '../../iscsi/pdu';
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..');
 
@@ -236,4 +238,87 @@ export function digestsNegotiated(sc: GoldenScenario, conn: number): { header: b
 /** Distinct connection numbers of a scenario. */
 export function connections(sc: GoldenScenario): number[] {
   return [...new Set(sc.segments.map((s) => s.conn))].sort((a, b) => a - b);
+}
+
+/** A PDU as the framer handed it out, with where it sat in the stream. */
+export interface FramedPdu {
+  /** Stream offset of the BHS. */
+  off: number;
+  /** Bytes on the wire: BHS, AHS, digests, data, padding. */
+  length: number;
+  bhs: Buffer;
+  ahs: Buffer;
+  data: Buffer;
+  /** Digest state of the framer when it took this PDU. */
+  headerDigest: boolean;
+  dataDigest: boolean;
+}
+
+export interface FrameRun {
+  pdus: FramedPdu[];
+  errors: FramerError[];
+  framer: PduFramer;
+}
+
+export interface FrameOptions {
+  maxDataSegmentLength?: number;
+  /** Digests to switch on after the PDU that ends the login phase (as the connection does). */
+  digestsAfterLogin?: { header: boolean; data: boolean };
+  headerDigest?: boolean;
+  dataDigest?: boolean;
+}
+
+/** Largest value the 24-bit DataSegmentLength can hold. */
+export const MAX_DSL = 0xffffff;
+
+/** Push `chunks` through one PduFramer and collect what it emits. */
+export function frameChunks(chunks: Iterable<Buffer>, opts: FrameOptions = {}): FrameRun {
+  const pdus: FramedPdu[] = [];
+  const errors: FramerError[] = [];
+  let off = 0;
+  const framer: PduFramer = new PduFramer(
+    {
+      maxDataSegmentLength: opts.maxDataSegmentLength ?? MAX_DSL,
+      headerDigest: opts.headerDigest,
+      dataDigest: opts.dataDigest,
+    },
+    (p: Pdu) => {
+      const dsl = p.data.length;
+      const length =
+        48 +
+        p.ahs.length +
+        (framer.headerDigest ? 4 : 0) +
+        (dsl > 0 ? dsl + padLength(dsl) + (framer.dataDigest ? 4 : 0) : 0);
+      pdus.push({
+        off,
+        length,
+        bhs: p.bhs,
+        ahs: p.ahs,
+        data: p.data,
+        headerDigest: framer.headerDigest,
+        dataDigest: framer.dataDigest,
+      });
+      off += length;
+      if (opts.digestsAfterLogin && endsLogin(p.bhs)) {
+        framer.headerDigest = opts.digestsAfterLogin.header;
+        framer.dataDigest = opts.digestsAfterLogin.data;
+      }
+    },
+    (e) => errors.push(e),
+  );
+  for (const c of chunks) framer.push(c);
+  return { pdus, errors, framer };
+}
+
+/** The framer options that reproduce a captured connection (digests from its login). */
+export function frameOptionsFor(sc: GoldenScenario, conn: number): FrameOptions {
+  const d = digestsNegotiated(sc, conn);
+  return { maxDataSegmentLength: MAX_DSL, digestsAfterLogin: d.header || d.data ? d : undefined };
+}
+
+/** A comparable summary of framer output (hex of every part, and offsets). */
+export function summarize(pdus: FramedPdu[]): string[] {
+  return pdus.map(
+    (p) => `${p.off}+${p.length} ${p.bhs.toString('hex')} ${p.ahs.toString('hex')} ${p.data.toString('hex')}`,
+  );
 }
