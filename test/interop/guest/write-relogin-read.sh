@@ -2,7 +2,7 @@
 # discovered the target and logged in): write DATA_FILE to a LUN with O_DIRECT, log out,
 # log in again (optionally first with a wrong CHAP secret, which must be refused), and read
 # the bytes back with O_DIRECT. The host compares the @@ markers.
-# Variables (run.sh -E): DATA_FILE DATA_MIB DATA_LUN [CHAP_PASS BAD_PASS]
+# Variables (run.sh -E): DATA_FILE DATA_MIB DATA_LUN [CHAP_USER CHAP_PASS BAD_PASS]
 fail() { echo "@@FAIL $*"; exit 1; }
 IQN=$T1_IQN
 DEV=$(sd_of "$DATA_LUN")
@@ -19,9 +19,18 @@ while [ $i -lt 100 ] && [ -n "$(ls /sys/class/scsi_generic 2>/dev/null)" ]; do i
 [ -z "$(ls /sys/class/scsi_generic 2>/dev/null)" ] || fail "LUNs still attached 10 s after logout"
 echo "@@LOGGED_OUT"
 
+# iscsiadm exit 24 = ISCSI_ERR_LOGIN_AUTH_FAILED (login status 0x0201, authentication failure)
 if [ -n "${BAD_PASS:-}" ]; then
+    # open-iscsi offers CHAP whenever a username is set, whatever authmethod says: clear it
+    iscsiadm -m node -T "$IQN" -p "$PORTAL" -o update -n node.session.auth.authmethod -v None
+    iscsiadm -m node -T "$IQN" -p "$PORTAL" -o update -n node.session.auth.username -v ""
+    iscsiadm -m node -T "$IQN" -p "$PORTAL" -o update -n node.session.auth.password -v ""
+    expect_rc 24 timeout 60 iscsiadm -m node -T "$IQN" -p "$PORTAL" --login || fail "login without CHAP was not refused as an authentication failure"
+    echo "@@NO_CHAP_REFUSED"
+    iscsiadm -m node -T "$IQN" -p "$PORTAL" -o update -n node.session.auth.authmethod -v CHAP
+    iscsiadm -m node -T "$IQN" -p "$PORTAL" -o update -n node.session.auth.username -v "$CHAP_USER"
     iscsiadm -m node -T "$IQN" -p "$PORTAL" -o update -n node.session.auth.password -v "$BAD_PASS"
-    expect_rc nonzero timeout 60 iscsiadm -m node -T "$IQN" -p "$PORTAL" --login || fail "login with a wrong CHAP secret succeeded"
+    expect_rc 24 timeout 60 iscsiadm -m node -T "$IQN" -p "$PORTAL" --login || fail "login with a wrong CHAP secret was not refused as an authentication failure"
     echo "@@BAD_CHAP_REFUSED"
     iscsiadm -m node -T "$IQN" -p "$PORTAL" -o update -n node.session.auth.password -v "$CHAP_PASS"
 fi
