@@ -257,6 +257,8 @@ export interface FramedPdu {
 export interface FrameRun {
   pdus: FramedPdu[];
   errors: FramerError[];
+  /** PDUs handed out after an error was reported (must stay 0). */
+  pdusAfterError: number;
   framer: PduFramer;
 }
 
@@ -276,6 +278,7 @@ export function frameChunks(chunks: Iterable<Buffer>, opts: FrameOptions = {}): 
   const pdus: FramedPdu[] = [];
   const errors: FramerError[] = [];
   let off = 0;
+  let pdusAfterError = 0;
   const framer: PduFramer = new PduFramer(
     {
       maxDataSegmentLength: opts.maxDataSegmentLength ?? MAX_DSL,
@@ -283,6 +286,7 @@ export function frameChunks(chunks: Iterable<Buffer>, opts: FrameOptions = {}): 
       dataDigest: opts.dataDigest,
     },
     (p: Pdu) => {
+      if (errors.length > 0) pdusAfterError++;
       const dsl = p.data.length;
       const length =
         48 +
@@ -307,7 +311,7 @@ export function frameChunks(chunks: Iterable<Buffer>, opts: FrameOptions = {}): 
     (e) => errors.push(e),
   );
   for (const c of chunks) framer.push(c);
-  return { pdus, errors, framer };
+  return { pdus, errors, pdusAfterError, framer };
 }
 
 /** The framer options that reproduce a captured connection (digests from its login). */
