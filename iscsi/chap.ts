@@ -58,10 +58,10 @@ export type ChapPhase = 'start' | 'algorithm' | 'response' | 'done' | 'failed';
 export type ChapStep =
   /** Send `response` and stay in SecurityNegotiation. */
   | { status: 'continue'; response: TextPair[] }
-  /** Send `response`; authentication is complete and the stage may advance. */
-  | { status: 'done'; response: TextPair[]; method: 'None' | 'CHAP'; user?: string; mutual: boolean }
-  /** Reject the login with this status and close the connection. */
-  | { status: 'failed'; error: LoginError };
+  /** Send `response`; authentication is complete (CHAP verified, or None agreed) and the stage may advance. */
+  | { status: 'authenticated'; response: TextPair[]; method: 'None' | 'CHAP'; user?: string; mutual: boolean }
+  /** Reject the login with `error` and close the connection. `reason` repeats error.reason for logs. */
+  | { status: 'failed'; error: LoginError; reason: string };
 
 export interface ChapAuthenticator {
   readonly phase: ChapPhase;
@@ -111,16 +111,21 @@ export function createChapAuthenticator(options: ChapAuthenticatorOptions): Chap
   const failWith = (status: LoginStatus, reason: string): ChapStep => {
     phase = 'failed';
     challenge = Buffer.alloc(0);
-    return { status: 'failed', error: { statusClass: status.statusClass, statusDetail: status.statusDetail, reason } };
+    return { status: 'failed', error: { statusClass: status.statusClass, statusDetail: status.statusDetail, reason }, reason };
   };
   const authFail = (reason: string) => failWith(LOGIN_STATUS.AUTHENTICATION_FAILURE, reason);
 
   function chooseMethod(keys: Map<string, string>, response: TextPair[]): ChapStep | undefined {
     const offer = keys.get('AuthMethod');
     if (offer === undefined) {
+      // A caller that answered AuthMethod=CHAP itself may start us at CHAP_A.
+      if (users && keys.has('CHAP_A')) {
+        phase = 'algorithm';
+        return undefined;
+      }
       if (users) return authFail('AuthMethod not offered but CHAP is required');
       phase = 'done';
-      return { status: 'done', response, method: 'None', mutual: false };
+      return { status: 'authenticated', response, method: 'None', mutual: false };
     }
     const methods = parseListValue(offer);
     if (!methods) return failWith(LOGIN_STATUS.INITIATOR_ERROR, 'malformed AuthMethod');
@@ -133,7 +138,7 @@ export function createChapAuthenticator(options: ChapAuthenticatorOptions): Chap
     if (!methods.includes('None')) return authFail(`no authentication configured, initiator offered ${offer}`);
     response.push(['AuthMethod', 'None']);
     phase = 'done';
-    return { status: 'done', response, method: 'None', mutual: false };
+    return { status: 'authenticated', response, method: 'None', mutual: false };
   }
 
   function sendChallenge(keys: Map<string, string>, response: TextPair[]): ChapStep {
@@ -199,7 +204,7 @@ export function createChapAuthenticator(options: ChapAuthenticatorOptions): Chap
       const ours = chapResponse(algorithm, mutualReq.id, mutualCreds!.secret, mutualReq.challenge);
       response.push(['CHAP_N', mutualCreds!.name], ['CHAP_R', encodeHexValue(ours)]);
     }
-    return { status: 'done', response, method: 'CHAP', user: name, mutual: mutualReq !== undefined };
+    return { status: 'authenticated', response, method: 'CHAP', user: name, mutual: mutualReq !== undefined };
   }
 
   return {
@@ -237,8 +242,8 @@ export function createChapAuthenticator(options: ChapAuthenticatorOptions): Chap
         case 'done':
           if (keys.size > 0) return failWith(LOGIN_STATUS.INITIATOR_ERROR, 'security keys after authentication');
           return user === undefined
-            ? { status: 'done', response: [], method: 'None', mutual: false }
-            : { status: 'done', response: [], method: 'CHAP', user, mutual: false };
+            ? { status: 'authenticated', response: [], method: 'None', mutual: false }
+            : { status: 'authenticated', response: [], method: 'CHAP', user, mutual: false };
         case 'failed':
           return authFail('authentication already failed');
       }

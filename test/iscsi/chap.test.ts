@@ -88,7 +88,7 @@ describe('one-way CHAP', () => {
     expect(auth.phase).toBe('response');
     const r = rfcResponse('md5', ID, SECRET, CHALLENGE);
     const s3 = auth.step([['CHAP_N', USER], ['CHAP_R', hex(r)]]);
-    expect(s3).toEqual({ status: 'done', response: [], method: 'CHAP', user: USER, mutual: false });
+    expect(s3).toEqual({ status: 'authenticated', response: [], method: 'CHAP', user: USER, mutual: false });
     expect(auth.authenticated).toBe(true);
     expect(auth.user).toBe(USER);
   });
@@ -101,7 +101,7 @@ describe('one-way CHAP', () => {
       const auth = make();
       toChallenge(auth);
       const s = auth.step([['CHAP_N', USER], ['CHAP_R', form(rfcResponse('md5', ID, SECRET, CHALLENGE))]]);
-      expect(s.status).toBe('done');
+      expect(s.status).toBe('authenticated');
     }
   });
 
@@ -124,7 +124,7 @@ describe('one-way CHAP', () => {
     const auth = make();
     toChallenge(auth, '7');
     const s = auth.step([['CHAP_N', USER], ['CHAP_R', hex(rfcResponse('sha256', ID, SECRET, CHALLENGE))]]);
-    expect(s.status).toBe('done');
+    expect(s.status).toBe('authenticated');
   });
 
   it('uses 16 random bytes and a random id by default', () => {
@@ -164,7 +164,7 @@ describe('one-way CHAP', () => {
     const name = '0x41';
     const auth = make({ users: (n) => (n === name ? SECRET : undefined) });
     toChallenge(auth);
-    expect(auth.step([['CHAP_N', name], ['CHAP_R', hex(rfcResponse('md5', ID, SECRET, CHALLENGE))]]).status).toBe('done');
+    expect(auth.step([['CHAP_N', name], ['CHAP_R', hex(rfcResponse('md5', ID, SECRET, CHALLENGE))]]).status).toBe('authenticated');
   });
 
   it('fails when CHAP_N or CHAP_R is missing', () => {
@@ -193,7 +193,7 @@ describe('one-way CHAP', () => {
     const auth = make();
     toChallenge(auth);
     auth.step([['CHAP_N', USER], ['CHAP_R', hex(rfcResponse('md5', ID, SECRET, CHALLENGE))]]);
-    expect(auth.step([])).toMatchObject({ status: 'done', method: 'CHAP', user: USER });
+    expect(auth.step([])).toMatchObject({ status: 'authenticated', method: 'CHAP', user: USER });
     expectFailed(auth.step([['CHAP_A', '5']]), LOGIN_STATUS.INITIATOR_ERROR);
   });
 });
@@ -204,6 +204,19 @@ describe('method negotiation', () => {
     ['SRP,KRB5', 'CHAP required'],
   ])('CHAP configured, initiator offers %s -> 0201h', (offer, reason) => {
     expect(expectFailed(make().step([['AuthMethod', offer]]))).toMatch(reason);
+  });
+
+  it('starts at CHAP_A when the caller has answered AuthMethod=CHAP itself', () => {
+    const auth = make();
+    const s = auth.step([['CHAP_A', '5']]);
+    expect(s).toMatchObject({ status: 'continue', response: [['CHAP_A', '5'], ['CHAP_I', '42'], ['CHAP_C', hex(CHALLENGE)]] });
+    const done = auth.step([['CHAP_N', USER], ['CHAP_R', hex(rfcResponse('md5', ID, SECRET, CHALLENGE))]]);
+    expect(done).toMatchObject({ status: 'authenticated', method: 'CHAP', user: USER });
+  });
+
+  it('failed steps carry the reason at top level too', () => {
+    const s = make().step([['AuthMethod', 'None']]);
+    expect(s.status === 'failed' && s.reason === s.error.reason).toBe(true);
   });
 
   it('CHAP configured and no AuthMethod offered -> 0201h', () => {
@@ -218,7 +231,7 @@ describe('method negotiation', () => {
     const auth = createChapAuthenticator({});
     expect(auth.required).toBe(false);
     expect(auth.step([['AuthMethod', 'CHAP,None']])).toEqual({
-      status: 'done',
+      status: 'authenticated',
       response: [['AuthMethod', 'None']],
       method: 'None',
       mutual: false,
@@ -228,7 +241,7 @@ describe('method negotiation', () => {
   });
 
   it('no authentication configured: nothing offered is fine', () => {
-    expect(createChapAuthenticator({}).step([])).toMatchObject({ status: 'done', method: 'None', response: [] });
+    expect(createChapAuthenticator({}).step([])).toMatchObject({ status: 'authenticated', method: 'None', response: [] });
   });
 
   it('no authentication configured, only CHAP offered -> 0201h', () => {
@@ -271,7 +284,7 @@ describe('mutual CHAP', () => {
     const auth = make({ mutual: { name: TARGET_USER, secret: TARGET_SECRET } });
     const s = mutualStep(auth, [['CHAP_I', String(MUTUAL_ID)], ['CHAP_C', hex(MUTUAL_CHALLENGE)]]);
     expect(s).toEqual({
-      status: 'done',
+      status: 'authenticated',
       method: 'CHAP',
       user: USER,
       mutual: true,
@@ -285,12 +298,12 @@ describe('mutual CHAP', () => {
   it('accepts a hex CHAP_I and a base64 CHAP_C', () => {
     const auth = make({ mutual: { name: TARGET_USER, secret: TARGET_SECRET } });
     const s = mutualStep(auth, [['CHAP_I', '0x07'], ['CHAP_C', `0b${MUTUAL_CHALLENGE.toString('base64')}`]]);
-    expect(s.status).toBe('done');
+    expect(s.status).toBe('authenticated');
   });
 
   it('one-way login still works when mutual credentials are configured', () => {
     const auth = make({ mutual: { name: TARGET_USER, secret: TARGET_SECRET } });
-    expect(mutualStep(auth, [])).toMatchObject({ status: 'done', mutual: false, response: [] });
+    expect(mutualStep(auth, [])).toMatchObject({ status: 'authenticated', mutual: false, response: [] });
   });
 
   it('mutual requested but not configured -> 0201h', () => {
