@@ -25,6 +25,10 @@ import { executeSynchronizeCache, executePreFetch } from './commands/synchronize
 import { executeModeSense } from './commands/mode-sense';
 import { executeStartStopUnit, executePreventAllowMediumRemoval } from './commands/start-stop-unit';
 import { executeReportSupportedOperationCodes } from './commands/report-supported-operation-codes';
+import { executeWriteSame } from './commands/write-same';
+import { executeUnmap } from './commands/unmap';
+import { executeGetLbaStatus } from './commands/get-lba-status';
+import { executeCompareAndWrite } from './commands/compare-and-write';
 
 /** Command flags. */
 export const CommandFlag = {
@@ -87,13 +91,18 @@ const ENTRIES: CommandEntry[] = [
   { opcode: Opcode.VERIFY_10, name: 'VERIFY(10)', cdbLength: 10, usage: [0x2f, VERIFY_B1, FF, FF, FF, FF, 0x1f, FF, FF, C], direction: 'out', flags: 0, handler: executeVerify, timeouts: T_IO },
   { opcode: Opcode.PRE_FETCH_10, name: 'PRE-FETCH(10)', cdbLength: 10, usage: [0x34, 0x02, FF, FF, FF, FF, 0x1f, FF, FF, C], direction: 'none', flags: 0, handler: executePreFetch, timeouts: T_IO },
   { opcode: Opcode.SYNCHRONIZE_CACHE_10, name: 'SYNCHRONIZE CACHE(10)', cdbLength: 10, usage: [0x35, 0x06, FF, FF, FF, FF, 0x1f, FF, FF, C], direction: 'none', flags: 0, handler: executeSynchronizeCache, timeouts: T_IO },
+  { opcode: Opcode.WRITE_SAME_10, name: 'WRITE SAME(10)', cdbLength: 10, usage: [0x41, 0x08, FF, FF, FF, FF, 0x1f, FF, FF, C], direction: 'out', flags: CommandFlag.WRITES_MEDIUM, handler: executeWriteSame, timeouts: T_IO },
+  { opcode: Opcode.UNMAP, name: 'UNMAP', cdbLength: 10, usage: [0x42, 0, 0, 0, 0, 0, 0x1f, FF, FF, C], direction: 'out', flags: CommandFlag.WRITES_MEDIUM, handler: executeUnmap, enabled: (lu) => lu.store.canPunchHole, timeouts: T_IO },
   { opcode: Opcode.MODE_SENSE_10, name: 'MODE SENSE(10)', cdbLength: 10, usage: [0x5a, 0x18, FF, FF, 0, 0, 0, FF, FF, C], direction: 'in', flags: 0, handler: executeModeSense, timeouts: T_FAST },
   { opcode: Opcode.READ_16, name: 'READ(16)', cdbLength: 16, usage: [0x88, READ_B1, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, C], direction: 'in', flags: 0, handler: executeRead, timeouts: T_IO },
+  { opcode: Opcode.COMPARE_AND_WRITE, name: 'COMPARE AND WRITE', cdbLength: 16, usage: [0x89, 0x18, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0, 0, FF, 0x1f, C], direction: 'out', flags: CommandFlag.WRITES_MEDIUM, handler: executeCompareAndWrite, timeouts: T_IO },
   { opcode: Opcode.WRITE_16, name: 'WRITE(16)', cdbLength: 16, usage: [0x8a, WRITE_B1, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, C], direction: 'out', flags: CommandFlag.WRITES_MEDIUM, handler: executeWrite, timeouts: T_IO },
   { opcode: Opcode.WRITE_AND_VERIFY_16, name: 'WRITE AND VERIFY(16)', cdbLength: 16, usage: [0x8e, VERIFY_B1, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, C], direction: 'out', flags: CommandFlag.WRITES_MEDIUM, handler: executeWriteAndVerify, timeouts: T_IO },
   { opcode: Opcode.VERIFY_16, name: 'VERIFY(16)', cdbLength: 16, usage: [0x8f, VERIFY_B1, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, C], direction: 'out', flags: 0, handler: executeVerify, timeouts: T_IO },
   { opcode: Opcode.PRE_FETCH_16, name: 'PRE-FETCH(16)', cdbLength: 16, usage: [0x90, 0x02, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, C], direction: 'none', flags: 0, handler: executePreFetch, timeouts: T_IO },
   { opcode: Opcode.SYNCHRONIZE_CACHE_16, name: 'SYNCHRONIZE CACHE(16)', cdbLength: 16, usage: [0x91, 0x06, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, C], direction: 'none', flags: 0, handler: executeSynchronizeCache, timeouts: T_IO },
+  { opcode: Opcode.WRITE_SAME_16, name: 'WRITE SAME(16)', cdbLength: 16, usage: [0x93, 0x09, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, C], direction: 'out', flags: CommandFlag.WRITES_MEDIUM, handler: executeWriteSame, timeouts: T_IO },
+  { opcode: Opcode.SERVICE_ACTION_IN_16, serviceAction: ServiceActionIn16.GET_LBA_STATUS, name: 'GET LBA STATUS', cdbLength: 16, usage: [0x9e, 0x1f, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x03, C], direction: 'in', flags: 0, handler: executeGetLbaStatus, enabled: (lu) => lu.store.canSeekData, timeouts: T_IO },
   { opcode: Opcode.SERVICE_ACTION_IN_16, serviceAction: ServiceActionIn16.READ_CAPACITY_16, name: 'READ CAPACITY(16)', cdbLength: 16, usage: [0x9e, 0x1f, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x01, C], direction: 'in', flags: 0, handler: executeReadCapacity16, timeouts: T_FAST },
   { opcode: Opcode.REPORT_LUNS, name: 'REPORT LUNS', cdbLength: 12, usage: [0xa0, 0, FF, 0, 0, 0, FF, FF, FF, FF, 0, C], direction: 'in', flags: CommandFlag.OK_WITHOUT_LU | CommandFlag.NO_UNIT_ATTENTION, handler: executeReportLuns, timeouts: T_FAST },
   { opcode: Opcode.MAINTENANCE_IN, serviceAction: MaintenanceIn.REPORT_SUPPORTED_OPERATION_CODES, name: 'REPORT SUPPORTED OPERATION CODES', cdbLength: 12, usage: [0xa3, 0x1f, 0x87, FF, FF, FF, FF, FF, FF, FF, 0, C], direction: 'in', flags: 0, handler: executeReportSupportedOperationCodes, timeouts: T_FAST },

@@ -6,7 +6,7 @@ import * as BL from 'buffer-layout';
 import type { CommandContext, CommandResult } from '../command-context';
 import { allocationLimited } from '../command-context';
 import type { LogicalUnit } from '../logical-unit';
-import { REPORT_LUNS_WELL_KNOWN_LUN } from '../opcodes';
+import { Opcode, REPORT_LUNS_WELL_KNOWN_LUN } from '../opcodes';
 import { SenseError, invalidCdbField } from '../sense';
 
 export const PERIPHERAL_DIRECT_ACCESS = 0x00;
@@ -129,9 +129,13 @@ export function encodeBlockLimits(ctx: CommandContext, lu: LogicalUnit): Buffer 
   const body = Buffer.alloc(0x3c); // PAGE LENGTH 003Ch (Linux ignores the page otherwise)
   const lim = lu.limits;
   const prov = ctx.device.table.provisioning(lu);
-  const cawEnabled = ctx.device.table.find(0x89) !== undefined;
+  const enabled = (op: number): boolean => {
+    const e = ctx.device.table.find(op);
+    return e !== undefined && ctx.device.table.isEnabled(e, lu);
+  };
+  const cawEnabled = enabled(Opcode.COMPARE_AND_WRITE);
   BLOCK_LIMITS.encode({
-    wsnz: 0x01, // WSNZ: WRITE SAME with 0 blocks is rejected
+    wsnz: 0x00, // WSNZ=0: WRITE SAME with 0 blocks writes to the end of the medium
     maxCompareAndWriteLength: cawEnabled ? lim.maxCompareAndWriteLength : 0,
     optimalTransferLengthGranularity: lim.optimalTransferLengthGranularity,
     maxTransferLength: lim.maxTransferLength,
@@ -142,7 +146,7 @@ export function encodeBlockLimits(ctx: CommandContext, lu: LogicalUnit): Buffer 
     optimalUnmapGranularity: prov.lbpu ? lim.optimalUnmapGranularity : 0,
     unmapGranularityAlignment: 0,
   }, body, 0);
-  const wsEnabled = ctx.device.table.find(0x93) !== undefined || ctx.device.table.find(0x41) !== undefined;
+  const wsEnabled = enabled(Opcode.WRITE_SAME_16) || enabled(Opcode.WRITE_SAME_10);
   body.writeBigUInt64BE(BigInt(wsEnabled ? lim.maxWriteSameLength : 0), 32);
   return body;
 }

@@ -1,6 +1,6 @@
 import { COMMAND_TABLE, validateCdb } from '../../scsi/command-table';
 import { ScsiStatus } from '../../scsi/types';
-import { makeDevice, task, senseOf, dataOf, cdbOf } from './helpers';
+import { makeDevice, task, senseOf, dataOf, cdbOf, MemoryStore } from './helpers';
 
 describe('command table', () => {
   const device = makeDevice();
@@ -41,6 +41,21 @@ describe('command table', () => {
     const cdb = cdbOf([0x28, 0xe1], 10); // RDPROTECT bits 7:5 and bit 0
     const err = validateCdb(e, cdb)!;
     expect(err.field).toEqual({ byte: 1, bit: 7, cd: true });
+  });
+
+  it('walks every entry: the in-memory LU enables the whole table', () => {
+    expect(COMMAND_TABLE.supported(device.logicalUnit(0)).length).toBe(COMMAND_TABLE.entries.length);
+  });
+
+  it('a command the store cannot back is unsupported: 5/20/00 and absent from RSOC', async () => {
+    const thick = makeDevice([new MemoryStore(64 * 512, 512, 512, false, false)]);
+    const s = senseOf(await thick.execute(task([0x42, 0, 0, 0, 0, 0, 0, 0, 0, 0])));
+    expect([s.key, s.asc]).toEqual([5, 0x20]);
+    const d = dataOf(await thick.execute(task([0xa3, 0x0c, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0])));
+    const ops = [];
+    for (let o = 4; o < 4 + d.readUInt32BE(0); o += 8) ops.push(d[o]);
+    expect(ops).not.toContain(0x42);
+    expect(ops).toContain(0x28);
   });
 
   it('unknown opcode -> 5/20/00', async () => {

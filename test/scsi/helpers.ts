@@ -13,7 +13,7 @@ export class MemoryStore implements BackingStore {
   readonly canClone = false;
   readonly supportsFua = true;
   readonly thinProvisioned = true;
-  readonly canSeekData = false;
+  readonly canSeekData = true;
   writes = 0;
   flushes = 0;
   fuaWrites = 0;
