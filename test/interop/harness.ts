@@ -244,6 +244,16 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/** `p`, or undefined after `ms`; the timer is cleared either way (no handle left behind). */
+export async function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** A fresh directory for one test run under OUT_ROOT (kept for diagnostics). */
 export function makeRunDir(name: string): string {
   fs.mkdirSync(OUT_ROOT, { recursive: true });
@@ -385,11 +395,11 @@ async function startXcopyd(opts: TargetOptions): Promise<Target> {
       const t0 = Date.now();
       if (exited) return { ...exited, killed: false, ms: 0 };
       child.kill('SIGTERM');
-      const term = await Promise.race([exitPromise, sleep(STOP_TERM_WAIT_MS).then(() => undefined)]);
+      const term = await within(exitPromise, STOP_TERM_WAIT_MS);
       if (term) return { ...term, killed: false, ms: Date.now() - t0 };
       fs.appendFileSync(logFile, `\n# harness: no exit ${STOP_TERM_WAIT_MS} ms after SIGTERM, sending SIGKILL\n`);
       child.kill('SIGKILL');
-      const k = await Promise.race([exitPromise, sleep(STOP_KILL_WAIT_MS).then(() => undefined)]);
+      const k = await within(exitPromise, STOP_KILL_WAIT_MS);
       return { ...(k ?? { code: null, signal: null }), killed: true, ms: Date.now() - t0 };
     };
     if (ready) {
