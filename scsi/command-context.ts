@@ -8,6 +8,8 @@ import type { CommandEntry, CommandTable } from './command-table';
 export interface DeviceServices {
   readonly table: CommandTable;
   readonly targetPortGroup: number;
+  /** Relative target port identifiers of this device (REPORT TARGET PORT GROUPS). */
+  readonly relativeTargetPorts: readonly number[];
   /** Standard INQUIRY fields for LUNs without a logical unit (PQ 011b). */
   readonly defaultIdentity: { vendor: string; product: string; revision: string };
   /** VERSION DESCRIPTORS of standard INQUIRY data (SPC-5 6.7.2). */

@@ -29,6 +29,7 @@ import { executeWriteSame } from './commands/write-same';
 import { executeUnmap } from './commands/unmap';
 import { executeGetLbaStatus } from './commands/get-lba-status';
 import { executeCompareAndWrite } from './commands/compare-and-write';
+import { executeReportTargetPortGroups } from './commands/report-target-port-groups';
 
 /** Command flags. */
 export const CommandFlag = {
@@ -105,6 +106,7 @@ const ENTRIES: CommandEntry[] = [
   { opcode: Opcode.SERVICE_ACTION_IN_16, serviceAction: ServiceActionIn16.GET_LBA_STATUS, name: 'GET LBA STATUS', cdbLength: 16, usage: [0x9e, 0x1f, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x03, C], direction: 'in', flags: 0, handler: executeGetLbaStatus, enabled: (lu) => lu.store.canSeekData, timeouts: T_IO },
   { opcode: Opcode.SERVICE_ACTION_IN_16, serviceAction: ServiceActionIn16.READ_CAPACITY_16, name: 'READ CAPACITY(16)', cdbLength: 16, usage: [0x9e, 0x1f, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x01, C], direction: 'in', flags: 0, handler: executeReadCapacity16, timeouts: T_FAST },
   { opcode: Opcode.REPORT_LUNS, name: 'REPORT LUNS', cdbLength: 12, usage: [0xa0, 0, FF, 0, 0, 0, FF, FF, FF, FF, 0, C], direction: 'in', flags: CommandFlag.OK_WITHOUT_LU | CommandFlag.NO_UNIT_ATTENTION, handler: executeReportLuns, timeouts: T_FAST },
+  { opcode: Opcode.MAINTENANCE_IN, serviceAction: MaintenanceIn.REPORT_TARGET_PORT_GROUPS, name: 'REPORT TARGET PORT GROUPS', cdbLength: 12, usage: [0xa3, 0x3f, 0, 0, 0, 0, FF, FF, FF, FF, 0, C], direction: 'in', flags: 0, handler: executeReportTargetPortGroups, timeouts: T_FAST },
   { opcode: Opcode.MAINTENANCE_IN, serviceAction: MaintenanceIn.REPORT_SUPPORTED_OPERATION_CODES, name: 'REPORT SUPPORTED OPERATION CODES', cdbLength: 12, usage: [0xa3, 0x1f, 0x87, FF, FF, FF, FF, FF, FF, FF, 0, C], direction: 'in', flags: 0, handler: executeReportSupportedOperationCodes, timeouts: T_FAST },
   { opcode: Opcode.READ_12, name: 'READ(12)', cdbLength: 12, usage: [0xa8, READ_B1, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, C], direction: 'in', flags: 0, handler: executeRead, timeouts: T_IO },
   { opcode: Opcode.WRITE_12, name: 'WRITE(12)', cdbLength: 12, usage: [0xaa, WRITE_B1, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, C], direction: 'out', flags: CommandFlag.WRITES_MEDIUM, handler: executeWrite, timeouts: T_IO },

@@ -17,7 +17,8 @@
  *              identity: { vendor: 'XCOPYD', product: 'xcopyd disk', revision: '0001',
  *                          serial: 'from-config', naa: naa6Buffer16 },
  *              limits: {...}, writeCacheEnabled: true }],
- *     targetPortGroup: 1,                       // VPD 83h TPG designator
+ *     targetPortGroup: 1,                       // VPD 83h TPG designator, RTPG
+ *     relativeTargetPorts: [1],                 // one per iSCSI portal group (RTPG)
  *     versionDescriptors: [0x00a0, 0x0460, 0x04c0, 0x0960], // SAM-5, SPC-4, SBC-3, iSCSI
  *   });
  *
@@ -44,6 +45,8 @@ export interface ScsiDeviceOptions {
   luns: LogicalUnitOptions[];
   /** Target port group reported in VPD 83h (default 1). */
   targetPortGroup?: number;
+  /** Relative target port identifiers of the device's ports (REPORT TARGET PORT GROUPS; default [1]). */
+  relativeTargetPorts?: number[];
   /** Standard INQUIRY for LUNs without a logical unit (default vendor 'XCOPYD'). */
   defaultIdentity?: { vendor: string; product: string; revision: string };
   /** INQUIRY VERSION DESCRIPTORS (default SAM-5, SPC-4, SBC-3). */
@@ -75,6 +78,7 @@ class TaskAbortedError extends Error {
 export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
   readonly table: CommandTable;
   readonly targetPortGroup: number;
+  readonly relativeTargetPorts: readonly number[];
   readonly defaultIdentity: { vendor: string; product: string; revision: string };
   readonly versionDescriptors: readonly number[];
   private readonly logger: Logger;
@@ -88,6 +92,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
     this.logger = options.logger;
     this.table = options.table ?? COMMAND_TABLE;
     this.targetPortGroup = options.targetPortGroup ?? 1;
+    this.relativeTargetPorts = options.relativeTargetPorts ?? [1];
     this.defaultIdentity = options.defaultIdentity ?? { vendor: 'XCOPYD', product: 'xcopyd', revision: '0001' };
     this.versionDescriptors = options.versionDescriptors ?? [VersionDescriptor.SAM5, VersionDescriptor.SPC4, VersionDescriptor.SBC3];
     this.lunFilter = options.lunFilter ?? (() => true);

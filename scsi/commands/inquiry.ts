@@ -51,7 +51,7 @@ export function encodeStandardInquiry(ctx: CommandContext): Buffer {
   b[2] = INQUIRY_VERSION_SPC4;
   b[3] = 0x10 | 0x02; // HISUP, RESPONSE DATA FORMAT 2
   b[4] = STANDARD_INQUIRY_LENGTH - 5; // ADDITIONAL LENGTH (n-4)
-  b[5] = 0x00; // SCCS, ACC, TPGS=00b (until REPORT TARGET PORT GROUPS exists), 3PC=0, PROTECT=0
+  b[5] = 0x10; // TPGS=01b implicit ALUA (REPORT TARGET PORT GROUPS); SCCS, ACC, 3PC, PROTECT = 0
   b[6] = 0x00;
   b[7] = 0x02; // CMDQUE
   ascii(ident.vendor, 8).copy(b, 8);

@@ -181,3 +181,25 @@ describe('MODE SENSE', () => {
     expect(senseOf(await device.execute(task([0x1a, 0, 0x15, 0, 255, 0]))).asc).toBe(0x24);
   });
 });
+
+describe('REPORT TARGET PORT GROUPS', () => {
+  const device = makeDevice();
+  const rtpg = (b1: number, alloc = 1024) => task([0xa3, b1, 0, 0, 0, 0, alloc >>> 24, (alloc >> 16) & 0xff, (alloc >> 8) & 0xff, alloc & 0xff, 0, 0]);
+
+  it('INQUIRY advertises implicit ALUA (TPGS=01b)', async () => {
+    expect(dataOf(await device.execute(task([0x12, 0, 0, 0, 36, 0])))[5] & 0x30).toBe(0x10);
+  });
+
+  it('one group, active/optimized, with the relative target port; extended header', async () => {
+    const d = dataOf(await device.execute(rtpg(0x0a)));
+    expect(d.readUInt32BE(0)).toBe(d.length - 4);
+    expect([d[4] & 0x0f, d[5] & 0x01, d.readUInt16BE(6), d[11], d.readUInt16BE(14)]).toEqual([0, 1, 1, 1, 1]);
+    const x = dataOf(await device.execute(rtpg(0x2a)));
+    expect(x[4]).toBe(0x10);
+    expect(x.readUInt16BE(10)).toBe(1);
+  });
+
+  it('reserved parameter data format -> 5/24/00', async () => {
+    expect(senseOf(await device.execute(rtpg(0x4a))).asc).toBe(0x24);
+  });
+});
