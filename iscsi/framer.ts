@@ -59,6 +59,23 @@ export class PduFramer {
     return this.partial ? this.filled : 0;
   }
 
+  /** BHS + AHS + header digest of the header whose BHS starts at `off` (only the BHS must be present). */
+  private headerLength(buf: Buffer, off: number): number {
+    return BHS_LENGTH + totalAhsLength(buf, off) + (this.headerDigest ? DIGEST_LENGTH : 0);
+  }
+
+  /**
+   * RFC 7143 §7.8: with a header digest error "the length field of the header
+   * may have been corrupted", so the digest is checked before the lengths are
+   * used. The whole header (`headerLength`) must be present.
+   */
+  private checkHeaderDigest(buf: Buffer, off: number): FramerError | null {
+    if (!this.headerDigest) return null;
+    const end = off + BHS_LENGTH + totalAhsLength(buf, off);
+    if (digestMatches(buf, end, crc32c(buf.subarray(off, end)))) return null;
+    return new FramerError('HEADER_DIGEST', 'header digest mismatch', copyBhs(buf, off));
+  }
+
   /**
    * Total length of the PDU whose BHS starts at `off`, or a FramerError.
    * Only the BHS (48 bytes) must be present.
@@ -89,14 +106,17 @@ export class PduFramer {
     while (off < len && !this.failed) {
       if (this.partial === null) {
         const avail = len - off;
-        if (avail < BHS_LENGTH) {
-          this.partial = Buffer.allocUnsafe(BHS_LENGTH);
+        if (avail < BHS_LENGTH || avail < this.headerLength(chunk, off)) {
+          const need = avail < BHS_LENGTH ? BHS_LENGTH : this.headerLength(chunk, off);
+          this.partial = Buffer.allocUnsafe(need);
           chunk.copy(this.partial, 0, off, len);
           this.filled = avail;
-          this.need = BHS_LENGTH;
+          this.need = need;
           this.headerKnown = false;
           return;
         }
+        const badHeader = this.checkHeaderDigest(chunk, off);
+        if (badHeader) return this.fail(badHeader);
         const total = this.pduLength(chunk, off);
         if (typeof total !== 'number') return this.fail(total);
         if (avail >= total) {
@@ -117,11 +137,22 @@ export class PduFramer {
       off += take;
       if (this.filled < this.need) return;
       if (!this.headerKnown) {
+        const headerLength = this.headerLength(this.partial, 0);
+        if (this.need < headerLength) {
+          // BHS in; wait for the AHS and header digest before trusting any length.
+          const header = Buffer.allocUnsafe(headerLength);
+          this.partial.copy(header, 0, 0, this.filled);
+          this.partial = header;
+          this.need = headerLength;
+          continue;
+        }
+        const badHeader = this.checkHeaderDigest(this.partial, 0);
+        if (badHeader) return this.fail(badHeader);
         const total = this.pduLength(this.partial, 0);
         if (typeof total !== 'number') return this.fail(total);
-        if (total > BHS_LENGTH) {
+        if (total > this.need) {
           const whole = Buffer.allocUnsafe(total);
-          this.partial.copy(whole, 0, 0, BHS_LENGTH);
+          this.partial.copy(whole, 0, 0, this.filled);
           this.partial = whole;
           this.need = total;
           this.headerKnown = true;
@@ -153,13 +184,8 @@ export class PduFramer {
     let p = off + BHS_LENGTH;
     const ahs = buf.subarray(p, p + ahsLen);
     p += ahsLen;
-    if (this.headerDigest) {
-      const crc = crc32c(buf.subarray(off, p));
-      if (!digestMatches(buf, p, crc)) {
-        return this.fail(new FramerError('HEADER_DIGEST', 'header digest mismatch', copyBhs(buf, off)));
-      }
-      p += DIGEST_LENGTH;
-    }
+    // The header digest was checked before the lengths were used.
+    if (this.headerDigest) p += DIGEST_LENGTH;
     const data = buf.subarray(p, p + dsl);
     if (dsl > 0 && this.dataDigest) {
       const padded = dsl + padLength(dsl);
