@@ -394,21 +394,41 @@ describe('PduFramer: errors', () => {
       }
     });
 
-    it('a flipped bit in the length bytes is caught (digest or limit), never a PDU', () => {
+    // RFC 7143 §7.8: after a header digest error "the length field of the header
+    // may have been corrupted", so the digest must be checked before the
+    // lengths are used: no waiting for a bogus data segment, no length error.
+    it('a flipped bit in TotalAHSLength or DataSegmentLength -> HEADER_DIGEST at once', () => {
       const target = ref[write];
       for (let i = 4; i < 8; i++) {
         for (let bit = 0; bit < 8; bit++) {
           const bad = Buffer.from(s.bytes);
           bad[target.off + i] ^= 1 << bit;
-          // The Linux initiator sends at most 8192 bytes per PDU to tgt.
-          const t = trace([bad], { ...opts, maxDataSegmentLength: 262144 });
-          expect(t.events.slice(0, write).every((e) => e.startsWith('pdu'))).toBe(true);
-          const rest = t.events.slice(write);
-          expect(rest.length).toBeLessThanOrEqual(1);
-          if (rest.length === 1) expect(rest[0]).toMatch(/^error (HEADER_DIGEST|DATA_SEGMENT_TOO_LONG)$/);
-          else expect(t.framer.buffered).toBeGreaterThan(0); // still waiting for the longer PDU
+          const t = trace([bad], opts);
+          expect(t.events.length).toBe(write + 1);
+          expect({ i, bit, e: t.events[write] }).toEqual({ i, bit, e: 'error HEADER_DIGEST' });
+          // Also when the limit is tight, and when nothing but the header has arrived.
+          const tight = trace([bad], { ...opts, maxDataSegmentLength: 8192 });
+          expect({ i, bit, e: tight.events[write] }).toEqual({ i, bit, e: 'error HEADER_DIGEST' });
+          if (i >= 5) {
+            const headerOnly = bad.subarray(0, target.off + 52);
+            const h = trace(chunksAt(headerOnly, [target.off + 20]), opts);
+            expect({ i, bit, e: h.events[write] }).toEqual({ i, bit, e: 'error HEADER_DIGEST' });
+            expect(h.framer.buffered).toBe(0);
+          }
         }
       }
+    });
+
+    it('a good header with an over-long DataSegmentLength fails once BHS and header digest are in', () => {
+      const target = ref[write];
+      const header = s.bytes.subarray(target.off, target.off + 52);
+      for (let k = 0; k <= 52; k++) {
+        const t = trace(chunksAt(header, [k]), { headerDigest: true, dataDigest: true, maxDataSegmentLength: 8191 });
+        expect(t.events).toEqual(['error DATA_SEGMENT_TOO_LONG']);
+      }
+      const t = trace([header.subarray(0, 51)], { headerDigest: true, dataDigest: true, maxDataSegmentLength: 8191 });
+      expect(t.events).toEqual([]);
+      expect(t.framer.buffered).toBe(51);
     });
 
     it('a flipped bit in immediate data, a Data-Out payload or a data digest -> DATA_DIGEST', () => {
