@@ -64,7 +64,7 @@ export function defaultBlockLimits(blockSize: number, physicalBlockSize: number)
   };
 }
 
-/** Changeable mode parameters (current values; defaults restored by LU reset? no: SPC keeps them). */
+/** Changeable mode parameters (current values). A LU reset keeps them; only MODE SELECT (not yet) changes them. */
 export interface ModeState {
   /** Caching page 08h, WCE. */
   writeCacheEnabled: boolean;
