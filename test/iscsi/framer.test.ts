@@ -482,6 +482,24 @@ describe('PduFramer: errors', () => {
     });
   });
 
+  it('a new limit set from the PDU callback applies to the next PDU in the same chunk', () => {
+    // 05a conn 1 i2t: Login (DSL 464..), then PDUs of up to 8192 bytes.
+    const want = pdusOf(S05A, 1, 'i2t');
+    const events: string[] = [];
+    const framer: PduFramer = new PduFramer(
+      { maxDataSegmentLength: 8192 },
+      () => {
+        events.push('pdu');
+        if (events.length === 1) framer.maxDataSegmentLength = 512; // as if negotiated down after login
+      },
+      (e) => events.push(`error ${e.code}`),
+    );
+    framer.push(s05a.bytes);
+    const firstBig = want.findIndex((p, i) => i > 0 && p.DataSegmentLength > 512);
+    expect(events.length).toBe(firstBig + 1);
+    expect(events[firstBig]).toBe('error DATA_SEGMENT_TOO_LONG');
+  });
+
   it('stop() drops a partial PDU and ignores later bytes', () => {
     const s = SMALL_SAMPLES[0];
     const t = trace([s.bytes.subarray(0, 30)], s.opts);
