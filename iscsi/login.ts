@@ -206,36 +206,22 @@ export class LoginNegotiator {
     return null;
   }
 
+  /** SecurityNegotiation: AuthMethod and CHAP, answered by the authenticator (chap.ts). */
   private security(keys: TextPair[], answers: TextPair[]): 'ok' | 'fail' | 'initiator-error' {
-    const authMethod = keys.find(([k]) => k === 'AuthMethod')?.[1];
-    if (authMethod !== undefined) {
-      const offered = authMethod.split(',');
-      if (this.chapRequired) {
-        if (!offered.includes('CHAP')) return 'fail';
-        answers.push(['AuthMethod', 'CHAP']);
-        this.chap = createChapAuthenticator({
-          users: (name: string) => (name === this.chapRequired!.user ? this.chapRequired!.secret : undefined),
-          mutual: this.chapRequired.mutual ? { name: this.chapRequired.mutual.user, secret: this.chapRequired.mutual.secret } : undefined,
-        });
-      } else {
-        if (!offered.includes('None')) return 'fail';
-        answers.push(['AuthMethod', 'None']);
-        this.authenticated = true;
-      }
+    if (!this.chap) {
+      const creds = this.chapRequired;
+      this.chap = createChapAuthenticator({
+        users: creds ? (name: string) => (name === creds.user ? creds.secret : undefined) : undefined,
+        mutual: creds?.mutual ? { name: creds.mutual.user, secret: creds.mutual.secret } : undefined,
+      });
     }
-    const chapKeys = keys.filter(([k]) => k.startsWith('CHAP_'));
-    if (chapKeys.length > 0) {
-      if (!this.chap) return 'initiator-error';
-      const step = this.chap.step(chapKeys);
-      if (step.status === 'failed') {
-        this.conn.log.warn({ reason: step.reason }, 'CHAP failed');
-        return 'fail';
-      }
-      answers.push(...step.response);
-      if (step.status === 'authenticated') this.authenticated = true;
-    } else if (this.chapRequired && authMethod === undefined && !this.chap) {
-      return 'fail';
+    const step = this.chap.step(keys);
+    if (step.status === 'failed') {
+      this.conn.log.warn({ reason: step.reason }, 'authentication failed');
+      return step.error.statusDetail === 0 ? 'initiator-error' : 'fail';
     }
+    answers.push(...step.response);
+    if (step.status === 'authenticated') this.authenticated = true;
     return 'ok';
   }
 

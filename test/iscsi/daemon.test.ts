@@ -268,8 +268,8 @@ describe('digests', () => {
     expect(c.keys.DataDigest).toBe('CRC32C');
     await clearUa(c);
     const data = crypto.randomBytes(300 * 512);
-    expect((await c.command(1, cdb.write10(77, 300), { dataOut: data })).status).toBe(0);
-    const r = await c.command(1, cdb.read10(77, 300), { read: data.length });
+    expect((await c.command(0, cdb.write10(77, 300), { dataOut: data })).status).toBe(0);
+    const r = await c.command(0, cdb.read10(77, 300), { read: data.length });
     expect(r.data.equals(data)).toBe(true);
     await c.logout();
     c.close();

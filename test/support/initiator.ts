@@ -259,7 +259,7 @@ export class TestInitiator {
     const immediateOk = this.keys.ImmediateData !== 'No';
     const unsolicitedOk = this.keys.InitialR2T === 'No';
     let sent = 0;
-    let imm = Buffer.alloc(0);
+    let imm: Buffer = Buffer.alloc(0);
     if (out.length && immediateOk) imm = out.subarray(0, Math.min(mrdsl, fbl, out.length));
     sent = imm.length;
     const unsolicitedEnd = unsolicitedOk ? Math.min(fbl, out.length) : sent;
