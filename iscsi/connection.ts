@@ -537,7 +537,7 @@ export class Connection implements DataSolicitor {
       return;
     }
     if (offset + len > task.expectedDataTransferLength) {
-      this.protocolError(bhs, 'Data-Out beyond expected data transfer length');
+      this.dataSequenceError(task, bhs, 'Data-Out beyond expected data transfer length');
       return;
     }
     if (ttt === NO_TAG) {
@@ -545,7 +545,7 @@ export class Connection implements DataSolicitor {
       const expectOffset = task.immediateLength + task.unsolicitedReceived;
       if (task.unsolicitedDone || offset !== expectOffset || dataSN !== task.unsolicitedNextDataSN ||
           task.unsolicitedReceived + len > task.unsolicitedExpected) {
-        this.protocolError(bhs, 'unexpected unsolicited Data-Out');
+        this.dataSequenceError(task, bhs, 'unexpected unsolicited Data-Out');
         return;
       }
       pdu.data.copy(task.writeBuf, offset);
@@ -565,11 +565,11 @@ export class Connection implements DataSolicitor {
     }
     const seq = task.r2ts.get(ttt);
     if (!seq) {
-      this.protocolError(bhs, 'Data-Out with unknown target transfer tag');
+      this.dataSequenceError(task, bhs, 'Data-Out with unknown target transfer tag');
       return;
     }
     if (dataSN !== seq.nextDataSN || offset !== seq.offset + seq.received || seq.received + len > seq.length) {
-      this.protocolError(bhs, 'Data-Out out of sequence');
+      this.dataSequenceError(task, bhs, 'Data-Out out of sequence');
       return;
     }
     pdu.data.copy(task.writeBuf, offset);
@@ -578,24 +578,31 @@ export class Connection implements DataSolicitor {
     task.received += len;
     if (seq.received >= seq.length) {
       if (!final) {
-        this.protocolError(bhs, 'Data-Out sequence complete without F bit');
+        this.dataSequenceError(task, bhs, 'Data-Out sequence complete without F bit');
         return;
       }
       task.r2ts.delete(ttt);
       this.byTtt.delete(ttt);
       this.solicit(task);
     } else if (final) {
-      this.protocolError(bhs, 'Data-Out F bit before the sequence was complete');
+      this.dataSequenceError(task, bhs, 'Data-Out F bit before the sequence was complete');
       return;
     }
     task.checkComplete();
   }
 
-  /** At ErrorRecoveryLevel 0 a data sequence error ends the connection (RFC 7143 §7.1.1). */
-  private protocolError(bhs: Buffer, why: string): void {
-    this.log.warn({ itt: ittOf(bhs) }, `protocol error: ${why}`);
+  /**
+   * A Data-Out that breaks its sequence (DataSN, offset, F bit, TTT, length).
+   * The stream itself is intact, so the connection survives: the PDU is
+   * rejected (protocol error, RFC 7143 §11.17.1), which fails the command at
+   * the initiator, and the task is terminated here without a response.
+   * Later Data-Out for the same ITT is dropped as data for a finished task.
+   */
+  private dataSequenceError(task: IscsiTask, bhs: Buffer, why: string): void {
+    this.log.warn({ itt: task.itt }, `Data-Out rejected: ${why}`);
     this.reject(bhs, RejectReason.PROTOCOL_ERROR);
-    this.drop(`protocol: ${why}`);
+    task.abort(new TransportError('PROTOCOL', why));
+    if (!task.delivered) this.finishTask(task);
   }
 
   // ---- NOP --------------------------------------------------------------
