@@ -33,6 +33,30 @@ export interface WriteOptions {
   fua?: boolean;
 }
 
+/** Options for BackingStore.copyRange (the third-party copy data mover). */
+export interface CopyRangeOptions {
+  /** Stop between chunks when aborted; the promise rejects with the signal's reason. */
+  signal?: AbortSignal;
+  /** Called after each chunk with the bytes of the range done so far. */
+  onProgress?: (bytesDone: number) => void;
+  /** Keep holes: where the source has a hole, deallocate the destination (default true). */
+  preserveHoles?: boolean;
+}
+
+/** How the bytes of a copyRange moved, for status, metrics and tests. */
+export interface CopyRangeResult {
+  /** Bytes of the range covered (== length on success). */
+  bytes: number;
+  /** Bytes shared by a reflink (FICLONERANGE) without copying. */
+  cloned: number;
+  /** Bytes moved inside the kernel by copy_file_range(2). */
+  offloaded: number;
+  /** Bytes moved through user-space buffers (fallback). */
+  buffered: number;
+  /** Bytes of source holes left as holes in the destination. */
+  holes: number;
+}
+
 export interface BackingStore extends BackingStoreCapabilities {
   /** Read exactly `length` bytes at byte `offset` (zeros past EOF of a sparse file). */
   read(offset: number, length: number): Promise<Buffer>;
@@ -49,6 +73,14 @@ export interface BackingStore extends BackingStoreCapabilities {
   seekData(offset: number): Promise<number>;
   /** Offset of the first unallocated byte at or after `offset` (SEEK_HOLE semantics; EOF counts as a hole). */
   seekHole(offset: number): Promise<number>;
+  /**
+   * Copy [srcOffset, srcOffset+length) of this store to `dst` at dstOffset,
+   * inside the kernel where it can (clone, then copy_file_range, then
+   * buffers), without blocking the event loop. Offsets and length are bytes;
+   * the caller has already range-checked them. Optional: a store without it
+   * is copied by the caller through read/write.
+   */
+  copyRange?(dst: BackingStore, srcOffset: number, dstOffset: number, length: number, options?: CopyRangeOptions): Promise<CopyRangeResult>;
   /** Flush and release the underlying resources. */
   close(): Promise<void>;
 }
