@@ -166,8 +166,9 @@ export class TestInitiator {
       ['MaxRecvDataSegmentLength', '65536'],
       ['MaxOutstandingR2T', '1'],
       ['ErrorRecoveryLevel', '0'],
-      ...Object.entries(opts.keys ?? {}),
-    ];
+    ].filter(([k]) => !(opts.keys && k in opts.keys)) as Array<[string, string]>;
+    // Keys given by the caller replace the defaults above: a key offered twice is a protocol error.
+    oper.push(...Object.entries(opts.keys ?? {}));
     const send = (flags: number, kv: Array<[string, string]>) => {
       const h = Buffer.alloc(BHS_LENGTH);
       h[0] = 0x43;
@@ -440,3 +441,337 @@ export const cdb = {
     return c;
   },
 };
+
+// ---- Helpers for the robustness tests (hostile input, sessions, task management, shutdown) ----
+
+/** A seeded PRNG (mulberry32): print the seed, and the same seed replays the same run. */
+export class Prng {
+  private s: number;
+  constructor(readonly seed: number) {
+    this.s = seed >>> 0;
+  }
+
+  /** Uniform in [0, 1). */
+  next(): number {
+    this.s = (this.s + 0x6d2b79f5) >>> 0;
+    let t = this.s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+
+  /** Integer in [0, n). */
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+
+  /** Integer in [lo, hi]. */
+  range(lo: number, hi: number): number {
+    return lo + this.int(hi - lo + 1);
+  }
+
+  chance(p: number): boolean {
+    return this.next() < p;
+  }
+
+  pick<T>(a: readonly T[]): T {
+    return a[this.int(a.length)];
+  }
+
+  bytes(n: number): Buffer {
+    const b = Buffer.allocUnsafe(n);
+    for (let i = 0; i < n; i++) b[i] = this.int(256);
+    return b;
+  }
+}
+
+/** Connect and log in; throws when the login fails. */
+export async function openSession(port: number, opts: LoginOptions = {}): Promise<TestInitiator> {
+  const c = await TestInitiator.connect(port);
+  const r = await c.login(opts);
+  if (r.statusClass !== 0) {
+    c.close();
+    throw new Error(`login failed: class ${r.statusClass} detail ${r.statusDetail}`);
+  }
+  return c;
+}
+
+/** Take the pending unit attentions of `lun` (bounded). */
+export async function clearUnitAttentions(c: TestInitiator, lun = 0): Promise<void> {
+  for (let i = 0; i < 8; i++) {
+    const r = await c.command(lun, cdb.testUnitReady());
+    if (r.status === 0) return;
+  }
+  throw new Error(`LUN ${lun} still reports a unit attention`);
+}
+
+/** Poll `cond` until it holds or `timeoutMs` passed; returns its last value. */
+export async function waitUntil(cond: () => boolean, timeoutMs = 5000, intervalMs = 20): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (cond()) return true;
+    if (Date.now() >= deadline) return cond();
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+const isPing = (p: Pdu): boolean => (p.bhs[0] & 0x3f) === 0x20 && p.bhs.readUInt32BE(16) === NO_TAG;
+
+/**
+ * The next PDU for which `pred` holds, or null when the connection closed or
+ * `timeoutMs` passed. Others go to `c.stray`; target pings are answered
+ * unless `answerPings` is false.
+ */
+export async function waitForPdu(c: TestInitiator, pred: (p: Pdu) => boolean, timeoutMs = 5000, answerPings = true): Promise<Pdu | null> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const left = deadline - Date.now();
+    if (left <= 0) return null;
+    const p = answerPings ? await c.nextReply(left) : await c.next(left);
+    if (!p) return null;
+    if (pred(p)) return p;
+    c.stray.push(p);
+  }
+}
+
+/** True once the target has closed the connection (PDUs read meanwhile go to `c.stray`, pings unanswered). */
+export async function waitClosed(c: TestInitiator, timeoutMs = 5000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!c.closed) {
+    const left = deadline - Date.now();
+    if (left <= 0) break;
+    const p = await c.next(left);
+    if (p) c.stray.push(p);
+  }
+  return c.closed;
+}
+
+export interface CommandHeader {
+  itt: number;
+  cmdSN: number;
+  expStatSN?: number;
+  lun: number;
+  cdb: Buffer;
+  edtl: number;
+  read?: boolean;
+  write?: boolean;
+  /** F bit; clear it when unsolicited Data-Out follows. */
+  final?: boolean;
+  immediate?: boolean;
+}
+
+/** A SCSI Command BHS (RFC 7143 §11.3), not sent. */
+export function scsiCommandBhs(o: CommandHeader): Buffer {
+  const h = Buffer.alloc(BHS_LENGTH);
+  h[0] = 0x01 | (o.immediate ? 0x40 : 0);
+  h[1] = (o.final === false ? 0 : 0x80) | (o.read ? 0x40 : 0) | (o.write ? 0x20 : 0) | 1;
+  h[9] = o.lun;
+  h.writeUInt32BE(o.itt >>> 0, 16);
+  h.writeUInt32BE(o.edtl >>> 0, 20);
+  h.writeUInt32BE(o.cmdSN >>> 0, 24);
+  h.writeUInt32BE((o.expStatSN ?? 0) >>> 0, 28);
+  o.cdb.copy(h, 32, 0, Math.min(16, o.cdb.length));
+  return h;
+}
+
+/**
+ * Send a SCSI command without waiting for its answer. The CmdSN is the
+ * initiator's next one (and advances) unless `cmdSN` is given or the command
+ * is immediate. Returns its ITT and CmdSN.
+ */
+export function startCommand(
+  c: TestInitiator,
+  lun: number,
+  cdbBytes: Buffer,
+  o: { edtl: number; read?: boolean; write?: boolean; immediateData?: Buffer; final?: boolean; cmdSN?: number; immediate?: boolean },
+): { itt: number; cmdSN: number } {
+  const itt = c.itt++;
+  const cmdSN = o.cmdSN ?? c.cmdSN;
+  if (o.cmdSN === undefined && !o.immediate) c.cmdSN = (c.cmdSN + 1) >>> 0;
+  const h = scsiCommandBhs({ itt, cmdSN, expStatSN: c.expStatSN, lun, cdb: cdbBytes, edtl: o.edtl, read: o.read, write: o.write, final: o.final, immediate: o.immediate });
+  c.sendPdu(h, o.immediateData ?? Buffer.alloc(0));
+  return { itt, cmdSN };
+}
+
+/** Answer an R2T with the bytes of `out` it asks for, in Data-Out PDUs of at most `mrdsl` bytes. */
+export function answerR2t(c: TestInitiator, r2t: Pdu, out: Buffer, mrdsl = Number(c.keys.MaxRecvDataSegmentLength ?? 8192)): void {
+  const itt = r2t.bhs.readUInt32BE(16);
+  const ttt = r2t.bhs.readUInt32BE(20);
+  const off = r2t.bhs.readUInt32BE(40);
+  const len = r2t.bhs.readUInt32BE(44);
+  let sn = 0;
+  for (let o = off; o < off + len; ) {
+    const n = Math.min(mrdsl, off + len - o);
+    c.dataOut(itt, ttt, sn++, o, out.subarray(o, o + n), o + n >= off + len);
+    o += n;
+  }
+}
+
+/**
+ * Collect the answer to a command started with startCommand: Data-In and the
+ * SCSI Response (or the Data-In with S). R2Ts for it are answered from
+ * `dataOut` when given, else returned in `r2ts`. Null when the connection
+ * closed or `timeoutMs` passed first.
+ */
+export async function awaitResponse(
+  c: TestInitiator,
+  itt: number,
+  o: { dataOut?: Buffer; timeoutMs?: number } = {},
+): Promise<(CommandResult & { r2ts: Pdu[] }) | null> {
+  const chunks: Buffer[] = [];
+  const r2ts: Pdu[] = [];
+  const deadline = Date.now() + (o.timeoutMs ?? 10000);
+  for (;;) {
+    const p = await waitForPdu(c, (x) => x.bhs.readUInt32BE(16) === itt && (x.bhs[0] & 0x3f) !== 0x3f, deadline - Date.now());
+    if (!p) return null;
+    const op = p.bhs[0] & 0x3f;
+    if (op === 0x31) {
+      if (o.dataOut) answerR2t(c, p, o.dataOut);
+      else r2ts.push(p);
+      continue;
+    }
+    if (op === 0x25) {
+      chunks.push(p.data);
+      if (p.bhs[1] & 0x01) {
+        return { status: p.bhs[3], data: Buffer.concat(chunks), residual: p.bhs.readUInt32BE(44), flags: p.bhs[1], response: 0, r2ts };
+      }
+      continue;
+    }
+    if (op === 0x21) {
+      const sense = p.data.length >= 2 ? p.data.subarray(2, 2 + p.data.readUInt16BE(0)) : undefined;
+      return { status: p.bhs[3], sense, data: Buffer.concat(chunks), residual: p.bhs.readUInt32BE(44), flags: p.bhs[1], response: p.bhs[2], r2ts };
+    }
+    c.stray.push(p);
+  }
+}
+
+/** BHS builders for the other initiator PDUs, for tests that send them raw or mutate them. */
+export const bhs = {
+  nopOut(o: { itt: number; ttt?: number; cmdSN: number; expStatSN?: number; immediate?: boolean; lun?: number }): Buffer {
+    const h = Buffer.alloc(BHS_LENGTH);
+    h[0] = 0x00 | (o.immediate ? 0x40 : 0);
+    h[1] = 0x80;
+    h[9] = o.lun ?? 0;
+    h.writeUInt32BE(o.itt >>> 0, 16);
+    h.writeUInt32BE((o.ttt ?? NO_TAG) >>> 0, 20);
+    h.writeUInt32BE(o.cmdSN >>> 0, 24);
+    h.writeUInt32BE((o.expStatSN ?? 0) >>> 0, 28);
+    return h;
+  },
+  dataOut(o: { itt: number; ttt: number; dataSN: number; offset: number; final: boolean; expStatSN?: number; lun?: number }): Buffer {
+    const h = Buffer.alloc(BHS_LENGTH);
+    h[0] = 0x05;
+    h[1] = o.final ? 0x80 : 0;
+    h[9] = o.lun ?? 0;
+    h.writeUInt32BE(o.itt >>> 0, 16);
+    h.writeUInt32BE(o.ttt >>> 0, 20);
+    h.writeUInt32BE((o.expStatSN ?? 0) >>> 0, 28);
+    h.writeUInt32BE(o.dataSN >>> 0, 36);
+    h.writeUInt32BE(o.offset >>> 0, 40);
+    return h;
+  },
+  tmf(o: { itt: number; fn: number; lun: number; refItt?: number; cmdSN: number; expStatSN?: number; refCmdSN?: number; immediate?: boolean }): Buffer {
+    const h = Buffer.alloc(BHS_LENGTH);
+    h[0] = 0x02 | (o.immediate === false ? 0 : 0x40);
+    h[1] = 0x80 | (o.fn & 0x7f);
+    h[9] = o.lun;
+    h.writeUInt32BE(o.itt >>> 0, 16);
+    h.writeUInt32BE((o.refItt ?? NO_TAG) >>> 0, 20);
+    h.writeUInt32BE(o.cmdSN >>> 0, 24);
+    h.writeUInt32BE((o.expStatSN ?? 0) >>> 0, 28);
+    h.writeUInt32BE((o.refCmdSN ?? 0) >>> 0, 32);
+    return h;
+  },
+  text(o: { itt: number; ttt?: number; cmdSN: number; expStatSN?: number; final?: boolean; cont?: boolean }): Buffer {
+    const h = Buffer.alloc(BHS_LENGTH);
+    h[0] = 0x04 | 0x40;
+    h[1] = (o.final === false ? 0 : 0x80) | (o.cont ? 0x40 : 0);
+    h.writeUInt32BE(o.itt >>> 0, 16);
+    h.writeUInt32BE((o.ttt ?? NO_TAG) >>> 0, 20);
+    h.writeUInt32BE(o.cmdSN >>> 0, 24);
+    h.writeUInt32BE((o.expStatSN ?? 0) >>> 0, 28);
+    return h;
+  },
+  logout(o: { itt: number; reason: number; cid?: number; cmdSN: number; expStatSN?: number }): Buffer {
+    const h = Buffer.alloc(BHS_LENGTH);
+    h[0] = 0x06 | 0x40;
+    h[1] = 0x80 | (o.reason & 0x7f);
+    h.writeUInt32BE(o.itt >>> 0, 16);
+    h.writeUInt16BE(o.cid ?? 0, 20);
+    h.writeUInt32BE(o.cmdSN >>> 0, 24);
+    h.writeUInt32BE((o.expStatSN ?? 0) >>> 0, 28);
+    return h;
+  },
+  /** Login Request: CSG/NSG/T/C in flags (RFC 7143 §11.12). */
+  login(o: { flags: number; isid: Buffer; itt?: number; tsih?: number; cid?: number; cmdSN?: number; versionMax?: number; versionMin?: number }): Buffer {
+    const h = Buffer.alloc(BHS_LENGTH);
+    h[0] = 0x43;
+    h[1] = o.flags;
+    h[2] = o.versionMax ?? 0;
+    h[3] = o.versionMin ?? 0;
+    o.isid.copy(h, 8, 0, 6);
+    h.writeUInt16BE(o.tsih ?? 0, 14);
+    h.writeUInt32BE((o.itt ?? 1) >>> 0, 16);
+    h.writeUInt16BE(o.cid ?? 0, 20);
+    h.writeUInt32BE((o.cmdSN ?? 1) >>> 0, 24);
+    return h;
+  },
+};
+
+/** "Key=Value\0" text for login and text requests. */
+export function textData(kv: Array<[string, string]>): Buffer {
+  return textKeys(kv);
+}
+
+export interface VerifiedIoResult {
+  rounds: number;
+  errors: number;
+  miscompares: number;
+  firstError?: string;
+}
+
+/**
+ * Verified I/O: write random data to random blocks inside
+ * [firstLba, firstLba + lbaCount) of `lun`, read it back, compare. Runs
+ * `rounds` rounds, or while `keepGoing()` holds (then at least `rounds`,
+ * at most `maxRounds`). Counts errors (bad status, lost connection) and
+ * miscompares instead of throwing.
+ */
+export async function verifiedIo(
+  c: TestInitiator,
+  lun: number,
+  firstLba: number,
+  lbaCount: number,
+  rng: Prng,
+  o: { rounds: number; maxRounds?: number; keepGoing?: () => boolean; maxBlocks?: number; blockSize?: number },
+): Promise<VerifiedIoResult> {
+  const bs = o.blockSize ?? 512;
+  const res: VerifiedIoResult = { rounds: 0, errors: 0, miscompares: 0 };
+  const max = o.maxRounds ?? o.rounds;
+  while (res.rounds < max && (res.rounds < o.rounds || (o.keepGoing?.() ?? false))) {
+    res.rounds++;
+    const blocks = rng.range(1, Math.min(o.maxBlocks ?? 64, lbaCount));
+    const lba = firstLba + rng.int(lbaCount - blocks + 1);
+    const data = rng.bytes(blocks * bs);
+    try {
+      const w = await c.command(lun, cdb.write10(lba, blocks), { dataOut: data });
+      if (w.status !== 0) {
+        res.errors++;
+        res.firstError ??= `write status ${w.status} sense ${w.sense?.toString('hex')}`;
+        continue;
+      }
+      const r = await c.command(lun, cdb.read10(lba, blocks), { read: data.length });
+      if (r.status !== 0) {
+        res.errors++;
+        res.firstError ??= `read status ${r.status} sense ${r.sense?.toString('hex')}`;
+        continue;
+      }
+      if (!r.data.equals(data)) res.miscompares++;
+    } catch (err) {
+      res.errors++;
+      res.firstError ??= String(err);
+      if (c.closed) break;
+    }
+  }
+  return res;
+}
