@@ -67,6 +67,8 @@ import { ScsiStatus, TmfFunction } from '../scsi/types';
 const PAD = Buffer.alloc(4);
 /** Login PDUs may carry at most 8192 bytes of text (RFC 7143 §6.1). */
 const LOGIN_MAX_DSL = 8192;
+/** How many TTTs of ended tasks are remembered so their late Data-Out is dropped quietly. */
+const RETIRED_TTT_LIMIT = 1024;
 
 type State = 'login' | 'ffp' | 'logout' | 'closed';
 
@@ -81,6 +83,11 @@ export class Connection implements DataSolicitor {
   private readonly framer: PduFramer;
   private readonly tasks = new Map<number, IscsiTask>();
   private readonly byTtt = new Map<number, IscsiTask>();
+  /**
+   * TTTs of R2Ts whose task ended before their data came (aborted): Data-Out
+   * still in flight for them is dropped, not rejected. Bounded, oldest out.
+   */
+  private readonly retiredTtts = new Set<number>();
   private nextTtt = 1;
   private login: LoginNegotiator | null;
   private loginChain: Promise<void> = Promise.resolve();
@@ -403,7 +410,11 @@ export class Connection implements DataSolicitor {
 
   private finishTask(task: IscsiTask): void {
     if (this.tasks.get(task.itt) === task) this.tasks.delete(task.itt);
-    for (const ttt of task.r2ts.keys()) this.byTtt.delete(ttt);
+    for (const ttt of task.r2ts.keys()) {
+      this.byTtt.delete(ttt);
+      this.retiredTtts.add(ttt);
+      if (this.retiredTtts.size > RETIRED_TTT_LIMIT) this.retiredTtts.delete(this.retiredTtts.values().next().value!);
+    }
     task.r2ts.clear();
     task.writeBuf = null;
     task.finish();
@@ -511,7 +522,7 @@ export class Connection implements DataSolicitor {
     for (;;) {
       const t = this.nextTtt;
       this.nextTtt = this.nextTtt >= 0x7ffffffe ? 1 : this.nextTtt + 1;
-      if (!this.byTtt.has(t)) return t;
+      if (!this.byTtt.has(t) && !this.retiredTtts.has(t)) return t;
     }
   }
 
@@ -526,7 +537,7 @@ export class Connection implements DataSolicitor {
     const final = (flagsOf(bhs) & FLAG_F) !== 0;
     if (!task || task.signal.aborted) {
       // The task finished early (error status) or was aborted: its data is dropped (RFC 7143 §11.7).
-      if (ttt !== NO_TAG && !task) {
+      if (ttt !== NO_TAG && !task && !this.retiredTtts.has(ttt)) {
         this.reject(bhs, RejectReason.INVALID_PDU_FIELD);
       }
       return;
