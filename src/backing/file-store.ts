@@ -1,13 +1,21 @@
 /**
  * File backing store: a regular (sparse) file or a block device, read and
  * written through fs/promises FileHandle so the event loop never blocks.
- * Hole punching (fallocate PUNCH_HOLE) and SEEK_DATA/SEEK_HOLE go through
- * libc via koffi on Linux; when that is unavailable the store says so in its
- * capabilities and the SCSI core does not advertise the features.
+ * Hole punching (fallocate PUNCH_HOLE), SEEK_DATA/SEEK_HOLE, copy_file_range
+ * and FICLONERANGE go through libc via koffi on Linux (./libc.ts); when that
+ * is unavailable the store says so in its capabilities and the SCSI core does
+ * not advertise the features. copyRange is the third-party copy data mover
+ * (./copy-range.ts).
  */
 import { promises as fsp, constants as fsc } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import type { BackingStore, WriteOptions } from '../../scsi/backing-store';
+import type { BackingStore, CopyRangeResult, WriteOptions } from '../../scsi/backing-store';
+import { copyFileRange, type CopyFile, type FileCopyRangeOptions } from './copy-range';
+import {
+  ENXIO, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, SEEK_DATA, SEEK_HOLE, errnoError, loadLibC, type LibC,
+} from './libc';
+
+export type { FileCopyRangeOptions } from './copy-range';
 
 export interface FileStoreOptions {
   path: string;
@@ -20,55 +28,8 @@ export interface FileStoreOptions {
   readOnly?: boolean;
   /** Create a missing regular file (default true). */
   create?: boolean;
-}
-
-interface LibC {
-  lseek(fd: number, offset: number, whence: number): number | bigint;
-  fallocate(fd: number, mode: number, offset: number, len: number): number;
-  fallocateAsync(fd: number, mode: number, offset: number, len: number): Promise<number>;
-  errno(): number;
-}
-
-const SEEK_DATA = 3;
-const SEEK_HOLE = 4;
-const FALLOC_FL_KEEP_SIZE = 0x01;
-const FALLOC_FL_PUNCH_HOLE = 0x02;
-const ENXIO = 6;
-
-let libcCache: LibC | null | undefined;
-
-/** libc through koffi, or null where it cannot be loaded (non-Linux, no koffi build). */
-function loadLibC(): LibC | null {
-  if (libcCache !== undefined) return libcCache;
-  libcCache = null;
-  if (process.platform !== 'linux') return null;
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    const koffi = require('koffi');
-    const lib = koffi.load('libc.so.6');
-    const lseek = lib.func('int64_t lseek(int fd, int64_t offset, int whence)');
-    const fallocate = lib.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)');
-    libcCache = {
-      lseek: (fd, offset, whence) => lseek(fd, offset, whence),
-      fallocate: (fd, mode, offset, len) => fallocate(fd, mode, offset, len),
-      fallocateAsync: (fd, mode, offset, len) =>
-        new Promise((resolve, reject) =>
-          fallocate.async(fd, mode, offset, len, (err: unknown, res: number) => (err ? reject(err) : resolve(res)))),
-      errno: () => koffi.errno(),
-    };
-  } catch {
-    libcCache = null;
-  }
-  return libcCache;
-}
-
-function errnoError(syscall: string, errno: number): NodeJS.ErrnoException {
-  const names: Record<number, string> = { 5: 'EIO', 28: 'ENOSPC', 95: 'EOPNOTSUPP', 30: 'EROFS', 122: 'EDQUOT' };
-  const e = new Error(`${syscall} failed: errno ${errno}`) as NodeJS.ErrnoException;
-  e.errno = errno;
-  e.code = names[errno] ?? 'EIO';
-  e.syscall = syscall;
-  return e;
+  /** The libc binding to use (default: ./libc.ts loadLibC()); null for none. Tests inject faults here. */
+  libc?: LibC | null;
 }
 
 /** Size of a block device from sysfs (512-byte sectors), Linux only. */
@@ -79,6 +40,17 @@ async function blockDeviceSize(rdev: number): Promise<number> {
   return Number(text.trim()) * 512;
 }
 
+/**
+ * Does FICLONERANGE work on this file's filesystem? A zero-length clone at
+ * EOF onto itself changes nothing: filesystems that cannot share extents say
+ * EOPNOTSUPP (ext4, tmpfs, XFS with reflink=0) before they look at the range,
+ * the ones that can return 0 (linux fs/remap_range.c: zero length at EOF).
+ */
+async function probeClone(libc: LibC, fd: number, size: number): Promise<boolean> {
+  const { res } = await libc.cloneRangeAsync(fd, size, 0, fd, size);
+  return res === 0;
+}
+
 export class FileStore implements BackingStore {
   readonly blockSize: number;
   readonly physicalBlockSize: number;
@@ -86,7 +58,8 @@ export class FileStore implements BackingStore {
   readonly readOnly: boolean;
   readonly canPunchHole: boolean;
   readonly canSeekData: boolean;
-  readonly canClone = false;
+  /** FICLONERANGE works on this file's filesystem (probed at open: XFS reflink=1, Btrfs). */
+  readonly canClone: boolean;
   readonly supportsFua = true;
   readonly thinProvisioned: boolean;
   private closed = false;
@@ -94,7 +67,10 @@ export class FileStore implements BackingStore {
   private constructor(
     private readonly fh: FileHandle,
     readonly path: string,
-    o: { blockSize: number; physicalBlockSize: number; sizeBytes: number; readOnly: boolean; regular: boolean },
+    o: {
+      blockSize: number; physicalBlockSize: number; sizeBytes: number; readOnly: boolean; regular: boolean;
+      canClone: boolean; dev: number; ino: number; blksize: number;
+    },
     private readonly libc: LibC | null,
   ) {
     this.blockSize = o.blockSize;
@@ -104,7 +80,18 @@ export class FileStore implements BackingStore {
     this.canPunchHole = o.regular && !o.readOnly && libc !== null;
     this.canSeekData = o.regular && libc !== null;
     this.thinProvisioned = o.regular;
+    this.canClone = o.canClone;
+    const handle = this.fh;
+    this.file = {
+      fd: fh.fd, path, dev: o.dev, ino: o.ino, blksize: o.blksize, regular: o.regular,
+      canSeekData: this.canSeekData, canPunchHole: this.canPunchHole,
+      read: async (buf, off, len, pos) => (await handle.read(buf, off, len, pos)).bytesRead,
+      write: async (buf, off, len, pos) => (await handle.write(buf, off, len, pos)).bytesWritten,
+    };
   }
+
+  /** What the data mover needs of this file. */
+  private readonly file: CopyFile;
 
   /** Open (and on first run create, sparse) the file or block device. */
   static async open(options: FileStoreOptions): Promise<FileStore> {
@@ -139,7 +126,13 @@ export class FileStore implements BackingStore {
       }
       size -= size % blockSize;
       if (size <= 0) throw new Error(`${options.path}: smaller than one block`);
-      return new FileStore(fh, options.path, { blockSize, physicalBlockSize, sizeBytes: size, readOnly, regular }, loadLibC());
+      const libc = options.libc !== undefined ? options.libc : loadLibC();
+      const fst = await fh.stat();
+      const canClone = regular && !readOnly && libc !== null && (await probeClone(libc, fh.fd, fst.size));
+      return new FileStore(fh, options.path, {
+        blockSize, physicalBlockSize, sizeBytes: size, readOnly, regular, canClone,
+        dev: fst.dev, ino: fst.ino, blksize: fst.blksize,
+      }, libc);
     } catch (err) {
       await fh.close();
       throw err;
@@ -177,22 +170,18 @@ export class FileStore implements BackingStore {
   async punchHole(offset: number, length: number): Promise<void> {
     if (!this.canPunchHole || !this.libc) throw Object.assign(new Error('punchHole not supported'), { code: 'EOPNOTSUPP' });
     const mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
-    const res = await this.libc.fallocateAsync(this.fh.fd, mode, offset, length);
-    if (res !== 0) {
-      // errno lives on the worker thread; repeat synchronously (idempotent) to learn it.
-      if (this.libc.fallocate(this.fh.fd, mode, offset, length) !== 0) throw errnoError('fallocate', this.libc.errno());
-    }
+    const { res, errno } = await this.libc.fallocateAsync(this.fh.fd, mode, offset, length);
+    if (res !== 0) throw errnoError('fallocate', errno, this.path);
   }
 
   private seek(offset: number, whence: number): number {
     if (!this.canSeekData || !this.libc) throw Object.assign(new Error('seek data/hole not supported'), { code: 'EOPNOTSUPP' });
-    const r = Number(this.libc.lseek(this.fh.fd, offset, whence));
-    if (r < 0) {
-      const errno = this.libc.errno();
+    const { res, errno } = this.libc.lseek(this.fh.fd, offset, whence);
+    if (res < 0) {
       if (errno === ENXIO) return this.sizeBytes; // no data (or hole) at or after offset
-      throw errnoError('lseek', errno);
+      throw errnoError('lseek', errno, this.path);
     }
-    return Math.min(r, this.sizeBytes);
+    return Math.min(res, this.sizeBytes);
   }
 
   async seekData(offset: number): Promise<number> {
@@ -201,6 +190,22 @@ export class FileStore implements BackingStore {
 
   async seekHole(offset: number): Promise<number> {
     return this.seek(offset, SEEK_HOLE);
+  }
+
+  /**
+   * Copy [srcOffset, srcOffset+length) to `dst` at dstOffset: clone, then
+   * copy_file_range, then pooled buffers; source holes punched in the
+   * destination. See ./copy-range.ts. Any BackingStore can be the
+   * destination (a non-file one is written through its write()).
+   */
+  async copyRange(
+    dst: BackingStore, srcOffset: number, dstOffset: number, length: number, options: FileCopyRangeOptions = {},
+  ): Promise<CopyRangeResult> {
+    if (this.closed) throw Object.assign(new Error(`${this.path} is closed`), { code: 'EBADF' });
+    if (dst.readOnly) throw Object.assign(new Error(`copy destination is read-only`), { code: 'EROFS' });
+    const target = dst instanceof FileStore ? dst.file : dst;
+    if (dst instanceof FileStore && dst.closed) throw Object.assign(new Error(`${dst.path} is closed`), { code: 'EBADF' });
+    return copyFileRange(this.libc, this.file, target, srcOffset, dstOffset, length, options);
   }
 
   async close(): Promise<void> {
