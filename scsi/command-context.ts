@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { ItNexus, ScsiStatus, ScsiTask } from './types';
 import type { LogicalUnit } from './logical-unit';
 import type { CommandEntry, CommandTable } from './command-table';
+import type { CopyManager } from './copy/copy-manager';
 
 /** Device-level services a handler may need (REPORT LUNS, REQUEST SENSE, RSOC, VPD 83h). */
 export interface DeviceServices {
@@ -15,6 +16,8 @@ export interface DeviceServices {
   /** VERSION DESCRIPTORS of standard INQUIRY data (SPC-5 6.7.2). */
   readonly versionDescriptors: readonly number[];
   lunsFor(nexus: ItNexus): number[];
+  /** The device's copy manager (EXTENDED COPY, RECEIVE COPY RESULTS, COPY OPERATION ABORT). */
+  readonly copyManager?: CopyManager;
 }
 
 export interface CommandContext {

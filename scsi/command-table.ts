@@ -30,6 +30,7 @@ import { executeUnmap } from './commands/unmap';
 import { executeGetLbaStatus } from './commands/get-lba-status';
 import { executeCompareAndWrite } from './commands/compare-and-write';
 import { executeReportTargetPortGroups } from './commands/report-target-port-groups';
+import { COPY_ENTRIES } from './copy/copy-entries';
 
 /** Command flags. */
 export const CommandFlag = {
@@ -112,6 +113,7 @@ const ENTRIES: CommandEntry[] = [
   { opcode: Opcode.WRITE_12, name: 'WRITE(12)', cdbLength: 12, usage: [0xaa, WRITE_B1, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, C], direction: 'out', flags: CommandFlag.WRITES_MEDIUM, handler: executeWrite, timeouts: T_IO },
   { opcode: Opcode.WRITE_AND_VERIFY_12, name: 'WRITE AND VERIFY(12)', cdbLength: 12, usage: [0xae, VERIFY_B1, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, C], direction: 'out', flags: CommandFlag.WRITES_MEDIUM, handler: executeWriteAndVerify, timeouts: T_IO },
   { opcode: Opcode.VERIFY_12, name: 'VERIFY(12)', cdbLength: 12, usage: [0xaf, VERIFY_B1, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, C], direction: 'out', flags: 0, handler: executeVerify, timeouts: T_IO },
+  ...COPY_ENTRIES,
 ];
 
 /** Where the service action lives for opcodes that have them (byte 1 bits 4:0). */

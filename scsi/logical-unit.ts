@@ -25,6 +25,8 @@ export interface LuIdentity {
    * Extended, first nibble 6) or 8 bytes NAA 5. Built by the composer.
    */
   naa: Buffer;
+  /** Optional EUI-64 designator (8 bytes) for VPD 83h, also from configuration. */
+  eui64?: Buffer;
 }
 
 /** Limits reported in VPD B0h and enforced by the handlers (units: logical blocks). */

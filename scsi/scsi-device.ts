@@ -39,6 +39,8 @@ import type { CommandContext, DeviceServices } from './command-context';
 import { LogicalUnit, type LogicalUnitOptions } from './logical-unit';
 import { SenseError, encodeSenseError, type UnitAttentionReason } from './sense';
 import { VersionDescriptor } from './commands/inquiry';
+import { CopyManager } from './copy/copy-manager';
+import type { CopyScope } from './copy/cscd';
 
 export interface ScsiDeviceOptions {
   logger: Logger;
@@ -55,6 +57,12 @@ export interface ScsiDeviceOptions {
   lunFilter?: (nexus: ItNexus, lun: number) => boolean;
   /** Replace the command table (tests). */
   table?: CommandTable;
+  /**
+   * Where EXTENDED COPY CSCD designators resolve: LUs of every target of the
+   * daemon that the issuing I_T nexus may access (composer: src/daemon.ts).
+   * Default: the LUs of this device that lunsFor(nexus) lists.
+   */
+  copyScope?: CopyScope;
 }
 
 interface TaskRecord {
@@ -86,6 +94,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
   private readonly lunFilter: (nexus: ItNexus, lun: number) => boolean;
   private readonly nexuses = new Map<string, ItNexus>();
   private readonly tasks = new Set<TaskRecord>();
+  readonly copyManager: CopyManager;
   private closed = false;
 
   constructor(options: ScsiDeviceOptions) {
@@ -101,6 +110,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
       if (this.luMap.has(o.lun)) throw new Error(`LUN ${o.lun} configured twice`);
       this.luMap.set(o.lun, new LogicalUnit(o));
     }
+    this.copyManager = new CopyManager({ logger: this.logger.child({ component: 'copy-manager' }), device: this, scope: options.copyScope });
   }
 
   /** The logical unit at `lun`, if any (tests, composer). */
@@ -126,6 +136,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
   detachNexus(nexus: ItNexus): void {
     this.nexuses.delete(nexus.key);
     for (const lu of this.luMap.values()) lu.removeNexus(nexus.key);
+    this.copyManager.nexusLost(nexus.key); // retained copy results go with the nexus (SPC-5 5.17.4.4)
   }
 
   async execute(task: ScsiTask): Promise<ExecuteResult> {
@@ -201,6 +212,26 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
     }
   }
 
+  /**
+   * The copy manager's internal port (CTL's model): admit an internal
+   * READ(16)/WRITE(16)/TEST UNIT READY on `lun` as if `nexus` sent it: the LU
+   * must be visible to the nexus, the CDB valid, and the LU-state checks of
+   * the pipeline pass (reservations, write protect). Unit attentions are
+   * neither reported nor cleared. Returns RESERVATION CONFLICT or undefined;
+   * throws SenseError.
+   */
+  admitCopyIo(nexus: ItNexus, lun: number, cdb: Buffer): ScsiStatus | undefined {
+    const lu = this.luFor(nexus, lun);
+    if (!lu || this.closed) throw new SenseError('LOGICAL_UNIT_NOT_SUPPORTED');
+    const found = this.table.lookup(cdb, lu);
+    if ('error' in found) throw found.error;
+    const entry = found.entry;
+    const invalid = validateCdb(entry, cdb);
+    if (invalid) throw invalid;
+    if (entry.flags & CommandFlag.WRITES_MEDIUM) lu.checkWritable(); // SBC-4 4.11
+    return undefined;
+  }
+
   /** Data-Out that an abort releases even if the transport never delivers (brief: race against the abort). */
   private dataOut(task: ScsiTask, signal: AbortSignal, length: number): Promise<Buffer> {
     if (signal.aborted) return Promise.reject(new TaskAbortedError());
@@ -252,6 +283,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
       case TmfFunction.LOGICAL_UNIT_RESET: {
         if (!lu) return 'no-such-lun';
         await this.abortTasks((t) => t.lun === lun);
+        await this.copyManager.reset(lun); // SPC-5 5.17.4.5: a reset aborts the LU's copies, I/O stopped first
         this.resetLogicalUnit(lu, 'UA_BUS_DEVICE_RESET_FUNCTION');
         this.logger.info({ lun, initiator: nexus.initiatorPortName }, 'logical unit reset');
         return 'complete';
@@ -259,6 +291,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
       case TmfFunction.TARGET_WARM_RESET:
       case TmfFunction.TARGET_COLD_RESET: {
         await this.abortTasks(() => true);
+        await this.copyManager.reset();
         const reason: UnitAttentionReason = fn === TmfFunction.TARGET_COLD_RESET ? 'UA_POWER_ON_OCCURRED' : 'UA_BUS_DEVICE_RESET_FUNCTION';
         for (const l of this.luMap.values()) this.resetLogicalUnit(l, reason);
         this.logger.info({ initiator: nexus.initiatorPortName, cold: fn === TmfFunction.TARGET_COLD_RESET }, 'target reset');
@@ -278,6 +311,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
   async close(): Promise<void> {
     this.closed = true;
     await Promise.all([...this.tasks].map((t) => t.settled));
+    await this.copyManager.close();
     const errors: unknown[] = [];
     for (const lu of this.luMap.values()) {
       try {

@@ -42,6 +42,23 @@ export const SENSE_TABLE = {
   SAVING_PARAMETERS_NOT_SUPPORTED: [K.ILLEGAL_REQUEST, 0x39, 0x00],
   INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT: [K.ILLEGAL_REQUEST, 0x0e, 0x03],
   INSUFFICIENT_REGISTRATION_RESOURCES: [K.ILLEGAL_REQUEST, 0x55, 0x04],
+  // Third-party copy, before segment processing (SPC-5 6.6.x; reference 2.5, 5)
+  OPERATION_IN_PROGRESS: [K.ILLEGAL_REQUEST, 0x00, 0x16],
+  TOO_MANY_TARGET_DESCRIPTORS: [K.ILLEGAL_REQUEST, 0x26, 0x06],
+  UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE: [K.ILLEGAL_REQUEST, 0x26, 0x07],
+  TOO_MANY_SEGMENT_DESCRIPTORS: [K.ILLEGAL_REQUEST, 0x26, 0x08],
+  UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE: [K.ILLEGAL_REQUEST, 0x26, 0x09],
+  INLINE_DATA_LENGTH_EXCEEDED: [K.ILLEGAL_REQUEST, 0x26, 0x0b],
+  INSUFFICIENT_RESOURCES: [K.ILLEGAL_REQUEST, 0x55, 0x03],
+  // COPY ABORTED: failures once segment processing has begun (reference 2.8)
+  COPY_ABORTED: [K.COPY_ABORTED, 0x00, 0x00],
+  COPY_UNREACHABLE_COPY_TARGET: [K.COPY_ABORTED, 0x08, 0x04],
+  COPY_THIRD_PARTY_DEVICE_FAILURE: [K.COPY_ABORTED, 0x0d, 0x01],
+  COPY_TARGET_DEVICE_NOT_REACHABLE: [K.COPY_ABORTED, 0x0d, 0x02],
+  COPY_INCORRECT_TARGET_DEVICE_TYPE: [K.COPY_ABORTED, 0x0d, 0x03],
+  COPY_INVALID_FIELD_IN_PARAMETER_LIST: [K.COPY_ABORTED, 0x26, 0x00],
+  COPY_UNEXPECTED_INEXACT_SEGMENT: [K.COPY_ABORTED, 0x26, 0x0a],
+  COPY_COMMAND_CLEARED_BY_DEVICE_SERVER: [K.COPY_ABORTED, 0x2f, 0x02],
   // DATA PROTECT
   WRITE_PROTECTED: [K.DATA_PROTECT, 0x27, 0x00],
   SPACE_ALLOCATION_FAILED_WRITE_PROTECT: [K.DATA_PROTECT, 0x27, 0x07],
@@ -83,6 +100,11 @@ export interface FieldPointer {
   /** Bit 0..7; omitted -> BPV = 0. */
   bit?: number;
   cd: boolean;
+  /**
+   * COPY ABORTED segment pointer (SPC-5 4.4.2.4.5): SD=1 -> `byte` is relative to
+   * the start of the segment descriptor, SD=0 -> to the parameter list. Leave `cd` false.
+   */
+  sd?: boolean;
 }
 
 export interface SenseErrorOptions {
@@ -122,7 +144,7 @@ export function invalidParameterField(byte: number, bit?: number): SenseError {
 /** 3 sense-key-specific bytes for a field pointer, SKSV set (reference 1.5). */
 export function encodeFieldPointer(field: FieldPointer): Buffer {
   const b = Buffer.alloc(3);
-  b[0] = 0x80 | (field.cd ? 0x40 : 0) | (field.bit !== undefined ? 0x08 | (field.bit & 0x07) : 0);
+  b[0] = 0x80 | (field.cd ? 0x40 : 0) | (field.sd ? 0x20 : 0) | (field.bit !== undefined ? 0x08 | (field.bit & 0x07) : 0);
   b.writeUInt16BE(field.byte & 0xffff, 1);
   return b;
 }

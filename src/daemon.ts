@@ -14,6 +14,8 @@ import { ScsiDevice } from '../scsi/scsi-device';
 import type { LogicalUnitOptions } from '../scsi/logical-unit';
 import { encodeSenseError, SenseError } from '../scsi/sense';
 import type { BackingStore } from '../scsi/backing-store';
+import { buildCopyScope, type ScopedTarget } from './copy-scope';
+import { eui64FromNaa } from './identity';
 
 export function createLogger(level: string): Logger {
   return pino({
@@ -43,6 +45,9 @@ export class Daemon {
     fs.mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
     const identities = new IdentityStore(cfg.dataDir);
     const targets: TargetEntry[] = [];
+    // EXTENDED COPY resolves CSCDs across every target, within each one's ACL.
+    const scoped: ScopedTarget[] = [];
+    const copyScope = buildCopyScope(scoped);
     for (const t of cfg.targets) {
       const units: LogicalUnitOptions[] = [];
       for (const l of t.luns) {
@@ -64,6 +69,7 @@ export class Daemon {
               revision: '0001',
               serial: id.serial,
               naa: Buffer.from(id.naa, 'hex'),
+              eui64: eui64FromNaa(Buffer.from(id.naa, 'hex')),
             },
             writeCacheEnabled: l.writeCache,
         });
@@ -73,8 +79,10 @@ export class Daemon {
         logger: this.log.child({ target: t.iqn }),
         luns: units,
         targetPortGroup: 1,
+        copyScope,
       });
       this.devices.push(device);
+      scoped.push({ iqn: t.iqn, allowedInitiators: t.allowedInitiators, device });
       targets.push({
         name: t.iqn,
         alias: t.alias,

@@ -28,6 +28,18 @@ export function generateNaa6(): string {
   return b.toString('hex');
 }
 
+/**
+ * An EUI-64 designator derived from the NAA one (stable with it): the NAA's
+ * IEEE company ID, then the low 40 bits of its vendor-specific part.
+ */
+export function eui64FromNaa(naa: Buffer): Buffer {
+  const companyId = ((naa[0] & 0x0f) << 20) | (naa[1] << 12) | (naa[2] << 4) | (naa[3] >> 4);
+  const b = Buffer.alloc(8);
+  b.writeUIntBE(companyId, 0, 3);
+  naa.copy(b, 3, naa.length - 5);
+  return b;
+}
+
 export function generateSerial(): string {
   return 'XC' + crypto.randomBytes(8).toString('hex');
 }

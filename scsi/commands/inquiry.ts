@@ -8,6 +8,7 @@ import { allocationLimited } from '../command-context';
 import type { LogicalUnit } from '../logical-unit';
 import { Opcode, REPORT_LUNS_WELL_KNOWN_LUN } from '../opcodes';
 import { SenseError, invalidCdbField } from '../sense';
+import { VPD_THIRD_PARTY_COPY, encodeThirdPartyCopyPage } from '../copy/third-party-copy-vpd';
 
 export const PERIPHERAL_DIRECT_ACCESS = 0x00;
 /** PQ 011b, PDT 1Fh: no logical unit at this LUN (SPC-5 6.7.2). */
@@ -32,7 +33,7 @@ export const VpdPage = {
   LOGICAL_BLOCK_PROVISIONING: 0xb2,
 } as const;
 
-const SUPPORTED_VPD_PAGES = [0x00, 0x80, 0x83, 0x86, 0xb0, 0xb1, 0xb2] as const;
+const SUPPORTED_VPD_PAGES = [0x00, 0x80, 0x83, 0x86, VPD_THIRD_PARTY_COPY, 0xb0, 0xb1, 0xb2] as const;
 
 function ascii(s: string, width: number): Buffer {
   const b = Buffer.alloc(width, 0x20);
@@ -51,7 +52,9 @@ export function encodeStandardInquiry(ctx: CommandContext): Buffer {
   b[2] = INQUIRY_VERSION_SPC4;
   b[3] = 0x10 | 0x02; // HISUP, RESPONSE DATA FORMAT 2
   b[4] = STANDARD_INQUIRY_LENGTH - 5; // ADDITIONAL LENGTH (n-4)
-  b[5] = 0x10; // TPGS=01b implicit ALUA (REPORT TARGET PORT GROUPS); SCCS, ACC, 3PC, PROTECT = 0
+  b[5] = 0x10; // TPGS=01b implicit ALUA (REPORT TARGET PORT GROUPS); SCCS, ACC, PROTECT = 0
+  // 3PC (reference 2.1): the LU's command table has third-party copy commands (EXTENDED COPY).
+  if (lu && ctx.device.table.supported(lu).some((e) => e.opcode === 0x83)) b[5] |= 0x08;
   b[6] = 0x00;
   b[7] = 0x02; // CMDQUE
   ascii(ident.vendor, 8).copy(b, 8);
@@ -82,17 +85,27 @@ function designator(codeSet: number, association: number, type: number, value: B
 
 const CodeSet = { BINARY: 1, ASCII: 2 } as const;
 const Association = { LU: 0, TARGET_PORT: 1 } as const;
-const DesignatorType = { T10_VENDOR_ID: 1, NAA: 3, RELATIVE_TARGET_PORT: 4, TARGET_PORT_GROUP: 5 } as const;
+const DesignatorType = { T10_VENDOR_ID: 1, EUI_64: 2, NAA: 3, RELATIVE_TARGET_PORT: 4, TARGET_PORT_GROUP: 5 } as const;
+
+/**
+ * The LU-association designation descriptors of VPD 83h: NAA, EUI-64 (when
+ * configured), T10 vendor ID. E4h CSCD descriptors are matched against these (copy/cscd.ts).
+ */
+export function luDesignators(lu: LogicalUnit): Buffer[] {
+  const t10 = Buffer.concat([ascii(lu.identity.vendor, 8), Buffer.from(lu.identity.serial, 'ascii')]);
+  const out = [designator(CodeSet.BINARY, Association.LU, DesignatorType.NAA, lu.identity.naa)];
+  if (lu.identity.eui64) out.push(designator(CodeSet.BINARY, Association.LU, DesignatorType.EUI_64, lu.identity.eui64));
+  out.push(designator(CodeSet.ASCII, Association.LU, DesignatorType.T10_VENDOR_ID, t10));
+  return out;
+}
 
 export function encodeDeviceIdentification(ctx: CommandContext, lu: LogicalUnit): Buffer {
   const port = Buffer.alloc(4);
   port.writeUInt16BE(ctx.task.nexus.relativeTargetPort & 0xffff, 2);
   const group = Buffer.alloc(4);
   group.writeUInt16BE(ctx.device.targetPortGroup & 0xffff, 2);
-  const t10 = Buffer.concat([ascii(lu.identity.vendor, 8), Buffer.from(lu.identity.serial, 'ascii')]);
   return Buffer.concat([
-    designator(CodeSet.BINARY, Association.LU, DesignatorType.NAA, lu.identity.naa),
-    designator(CodeSet.ASCII, Association.LU, DesignatorType.T10_VENDOR_ID, t10),
+    ...luDesignators(lu),
     designator(CodeSet.BINARY, Association.TARGET_PORT, DesignatorType.RELATIVE_TARGET_PORT, port),
     designator(CodeSet.BINARY, Association.TARGET_PORT, DesignatorType.TARGET_PORT_GROUP, group),
   ]);
@@ -181,6 +194,8 @@ function encodeVpd(ctx: CommandContext, lu: LogicalUnit, page: number): Buffer {
       body[2] = any && lu.store.thinProvisioned ? 0x02 : 0x00; // PROVISIONING TYPE: thin / full
       return vpdPage(lu, page, body);
     }
+    case VPD_THIRD_PARTY_COPY:
+      return vpdPage(lu, page, encodeThirdPartyCopyPage(ctx, lu));
     default:
       throw invalidCdbField(2, 7); // SPC-5 6.7.1: unsupported VPD page
   }
