@@ -15,7 +15,7 @@ describe('INQUIRY', () => {
     expect(d[2]).toBe(0x06);
     expect(d[3]).toBe(0x12);
     expect(d[4]).toBe(91);
-    expect(d[5] & 0x08).toBe(0); // 3PC not yet
+    expect(d[5] & 0x08).toBe(0x08); // 3PC: EXTENDED COPY is in the command table
     expect(d[7] & 0x02).toBe(0x02);
     expect(d.subarray(8, 16).toString('ascii')).toBe('XCOPYD  ');
     expect(d.subarray(16, 32).toString('ascii')).toBe('test disk       ');
@@ -46,7 +46,7 @@ describe('INQUIRY', () => {
   it('VPD 00h lists pages in ascending order, each one answers', async () => {
     const d = dataOf(await device.execute(inquiry(1, 0)));
     const pages = [...d.subarray(4, 4 + d.readUInt16BE(2))];
-    expect(pages).toEqual([0x00, 0x80, 0x83, 0x86, 0xb0, 0xb1, 0xb2]);
+    expect(pages).toEqual([0x00, 0x80, 0x83, 0x86, 0x8f, 0xb0, 0xb1, 0xb2]);
     for (const p of pages) {
       const r = await device.execute(inquiry(1, p));
       expect(r.status).toBe(ScsiStatus.GOOD);

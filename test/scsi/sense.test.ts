@@ -27,11 +27,12 @@ describe('fixed-format sense', () => {
   });
 
   it('maps every reason to a sane key/ASC/ASCQ; UA reasons carry key 6', () => {
-    for (const [reason, [key, asc]] of Object.entries(SENSE_TABLE)) {
+    for (const [reason, [key, asc, ascq]] of Object.entries(SENSE_TABLE)) {
       expect(key).toBeGreaterThanOrEqual(0);
       expect(key).toBeLessThanOrEqual(0xf);
       if (reason.startsWith('UA_')) expect(key).toBe(6);
-      if (reason !== 'NO_SENSE') expect(asc).not.toBe(0);
+      // ASC 00h only for NO SENSE, OPERATION IN PROGRESS (00/16) and a bare COPY ABORTED (A/00/00).
+      if (reason !== 'NO_SENSE' && reason !== 'COPY_ABORTED') expect(asc !== 0 || ascq !== 0).toBe(true);
     }
     const d = decodeFixedSense(encodeSenseError(new SenseError('SPACE_ALLOCATION_FAILED_WRITE_PROTECT')));
     expect([d.key, d.asc, d.ascq]).toEqual([7, 0x27, 0x07]);
