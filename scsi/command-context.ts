@@ -18,6 +18,11 @@ export interface DeviceServices {
   lunsFor(nexus: ItNexus): number[];
   /** The device's copy manager (EXTENDED COPY, RECEIVE COPY RESULTS, COPY OPERATION ABORT). */
   readonly copyManager?: CopyManager;
+  /**
+   * Abort the tasks of `nexusKeys` on `lun` and wait until they have settled
+   * (PREEMPT AND ABORT, SPC-5 5.14.12.3). The calling task is never among them.
+   */
+  abortTasksOf(lun: number, nexusKeys: ReadonlySet<string>): Promise<void>;
 }
 
 export interface CommandContext {

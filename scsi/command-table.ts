@@ -31,6 +31,13 @@ import { executeGetLbaStatus } from './commands/get-lba-status';
 import { executeCompareAndWrite } from './commands/compare-and-write';
 import { executeReportTargetPortGroups } from './commands/report-target-port-groups';
 import { COPY_ENTRIES } from './copy/copy-entries';
+import { executeModeSelect } from './commands/mode-select';
+import { executeReserve, executeRelease } from './commands/reserve-release';
+import { executeReadKeys, executeReadReservation, executeReportCapabilities, executeReadFullStatus, PrInAction } from './commands/persistent-reserve-in';
+import {
+  executeRegister, executePrReserve, executePrRelease, executeClear, executePreempt, executePreemptAndAbort,
+  executeRegisterAndIgnore, executeRegisterAndMove, PrOutAction,
+} from './commands/persistent-reserve-out';
 
 /** Command flags. */
 export const CommandFlag = {
@@ -39,8 +46,18 @@ export const CommandFlag = {
   OK_WITHOUT_LU: 1 << 0,
   /** Neither reports nor clears a unit attention (SAM-5 5.14). */
   NO_UNIT_ATTENTION: 1 << 1,
-  /** Modifies the medium: write-protect and (later) reservation checks apply. */
+  /** Modifies the medium: write protection applies (SBC-4 4.11). */
   WRITES_MEDIUM: 1 << 2,
+  /**
+   * Never conflicts with a persistent reservation (SPC-5 5.14.2 table 63,
+   * "Allowed" in every column). Without PR_ALLOWED or PR_READ a command from
+   * an I_T nexus without access conflicts (RESERVATION CONFLICT).
+   */
+  PR_ALLOWED: 1 << 3,
+  /** A read: allowed through the Write Exclusive types (SPC-5 table 63, SBC-4 table 12). */
+  PR_READ: 1 << 4,
+  /** Allowed while another I_T nexus holds a RESERVE(6/10) reservation (SPC-2 7.21.1; CTL ALLOW_ON_RESV). */
+  SPC2_ALLOWED: 1 << 5,
 } as const;
 
 export interface CommandTimeouts {
@@ -77,42 +94,66 @@ const WRITE_B1 = 0x1a;
 /** Byte 1 of VERIFY / WRITE AND VERIFY: DPO 10h, BYTCHK 06h. */
 const VERIFY_B1 = 0x16;
 
+/** PERSISTENT RESERVE IN/OUT: never blocked by either kind of reservation (SPC-5 table 63; CTL). */
+const PR_FLAGS = CommandFlag.PR_ALLOWED | CommandFlag.SPC2_ALLOWED;
+const PRIN_USAGE = [0x5e, 0x1f, 0, 0, 0, 0, 0, FF, FF, C];
+/** Byte 2 SCOPE/TYPE, 5-8 PARAMETER LIST LENGTH. */
+const PROUT_USAGE = [0x5f, 0x1f, FF, 0, 0, FF, FF, FF, FF, C];
+
 const ENTRIES: CommandEntry[] = [
-  { opcode: Opcode.TEST_UNIT_READY, name: 'TEST UNIT READY', cdbLength: 6, usage: [0x00, 0, 0, 0, 0, C], direction: 'none', flags: 0, handler: executeTestUnitReady, timeouts: T_FAST },
-  { opcode: Opcode.REQUEST_SENSE, name: 'REQUEST SENSE', cdbLength: 6, usage: [0x03, 0x01, 0, 0, FF, C], direction: 'in', flags: CommandFlag.OK_WITHOUT_LU | CommandFlag.NO_UNIT_ATTENTION, handler: executeRequestSense, timeouts: T_FAST },
-  { opcode: Opcode.READ_6, name: 'READ(6)', cdbLength: 6, usage: [0x08, 0x1f, FF, FF, FF, C], direction: 'in', flags: 0, handler: executeRead, timeouts: T_IO },
+  { opcode: Opcode.TEST_UNIT_READY, name: 'TEST UNIT READY', cdbLength: 6, usage: [0x00, 0, 0, 0, 0, C], direction: 'none', flags: CommandFlag.PR_ALLOWED, handler: executeTestUnitReady, timeouts: T_FAST },
+  { opcode: Opcode.REQUEST_SENSE, name: 'REQUEST SENSE', cdbLength: 6, usage: [0x03, 0x01, 0, 0, FF, C], direction: 'in', flags: CommandFlag.OK_WITHOUT_LU | CommandFlag.NO_UNIT_ATTENTION | CommandFlag.PR_ALLOWED | CommandFlag.SPC2_ALLOWED, handler: executeRequestSense, timeouts: T_FAST },
+  { opcode: Opcode.READ_6, name: 'READ(6)', cdbLength: 6, usage: [0x08, 0x1f, FF, FF, FF, C], direction: 'in', flags: CommandFlag.PR_READ, handler: executeRead, timeouts: T_IO },
   { opcode: Opcode.WRITE_6, name: 'WRITE(6)', cdbLength: 6, usage: [0x0a, 0x1f, FF, FF, FF, C], direction: 'out', flags: CommandFlag.WRITES_MEDIUM, handler: executeWrite, timeouts: T_IO },
-  { opcode: Opcode.INQUIRY, name: 'INQUIRY', cdbLength: 6, usage: [0x12, 0x01, FF, FF, FF, C], direction: 'in', flags: CommandFlag.OK_WITHOUT_LU | CommandFlag.NO_UNIT_ATTENTION, handler: executeInquiry, timeouts: T_FAST },
-  { opcode: Opcode.MODE_SENSE_6, name: 'MODE SENSE(6)', cdbLength: 6, usage: [0x1a, 0x08, FF, FF, FF, C], direction: 'in', flags: 0, handler: executeModeSense, timeouts: T_FAST },
-  { opcode: Opcode.START_STOP_UNIT, name: 'START STOP UNIT', cdbLength: 6, usage: [0x1b, 0x01, 0, 0x0f, 0xf7, C], direction: 'none', flags: 0, handler: executeStartStopUnit, timeouts: T_IO },
+  { opcode: Opcode.INQUIRY, name: 'INQUIRY', cdbLength: 6, usage: [0x12, 0x01, FF, FF, FF, C], direction: 'in', flags: CommandFlag.OK_WITHOUT_LU | CommandFlag.NO_UNIT_ATTENTION | CommandFlag.PR_ALLOWED | CommandFlag.SPC2_ALLOWED, handler: executeInquiry, timeouts: T_FAST },
+  { opcode: Opcode.MODE_SELECT_6, name: 'MODE SELECT(6)', cdbLength: 6, usage: [0x15, 0x11, 0, 0, FF, C], direction: 'out', flags: 0, handler: executeModeSelect, timeouts: T_FAST },
+  { opcode: Opcode.RESERVE_6, name: 'RESERVE(6)', cdbLength: 6, usage: [0x16, 0, 0, 0, 0, C], direction: 'none', flags: CommandFlag.SPC2_ALLOWED, handler: executeReserve, timeouts: T_FAST },
+  { opcode: Opcode.RELEASE_6, name: 'RELEASE(6)', cdbLength: 6, usage: [0x17, 0, 0, 0, 0, C], direction: 'none', flags: CommandFlag.SPC2_ALLOWED, handler: executeRelease, timeouts: T_FAST },
+  { opcode: Opcode.MODE_SENSE_6, name: 'MODE SENSE(6)', cdbLength: 6, usage: [0x1a, 0x08, FF, FF, FF, C], direction: 'in', flags: CommandFlag.PR_READ, handler: executeModeSense, timeouts: T_FAST },
+  { opcode: Opcode.START_STOP_UNIT, name: 'START STOP UNIT', cdbLength: 6, usage: [0x1b, 0x01, 0, 0x0f, 0xf7, C], direction: 'none', flags: CommandFlag.PR_ALLOWED, handler: executeStartStopUnit, timeouts: T_IO },
   { opcode: Opcode.PREVENT_ALLOW_MEDIUM_REMOVAL, name: 'PREVENT ALLOW MEDIUM REMOVAL', cdbLength: 6, usage: [0x1e, 0, 0, 0, 0x03, C], direction: 'none', flags: 0, handler: executePreventAllowMediumRemoval, timeouts: T_FAST },
-  { opcode: Opcode.READ_CAPACITY_10, name: 'READ CAPACITY(10)', cdbLength: 10, usage: [0x25, 0, FF, FF, FF, FF, 0, 0, 0x01, C], direction: 'in', flags: 0, handler: executeReadCapacity10, timeouts: T_FAST },
-  { opcode: Opcode.READ_10, name: 'READ(10)', cdbLength: 10, usage: [0x28, READ_B1, FF, FF, FF, FF, 0x1f, FF, FF, C], direction: 'in', flags: 0, handler: executeRead, timeouts: T_IO },
+  { opcode: Opcode.READ_CAPACITY_10, name: 'READ CAPACITY(10)', cdbLength: 10, usage: [0x25, 0, FF, FF, FF, FF, 0, 0, 0x01, C], direction: 'in', flags: CommandFlag.PR_ALLOWED, handler: executeReadCapacity10, timeouts: T_FAST },
+  { opcode: Opcode.READ_10, name: 'READ(10)', cdbLength: 10, usage: [0x28, READ_B1, FF, FF, FF, FF, 0x1f, FF, FF, C], direction: 'in', flags: CommandFlag.PR_READ, handler: executeRead, timeouts: T_IO },
   { opcode: Opcode.WRITE_10, name: 'WRITE(10)', cdbLength: 10, usage: [0x2a, WRITE_B1, FF, FF, FF, FF, 0x1f, FF, FF, C], direction: 'out', flags: CommandFlag.WRITES_MEDIUM, handler: executeWrite, timeouts: T_IO },
   { opcode: Opcode.WRITE_AND_VERIFY_10, name: 'WRITE AND VERIFY(10)', cdbLength: 10, usage: [0x2e, VERIFY_B1, FF, FF, FF, FF, 0x1f, FF, FF, C], direction: 'out', flags: CommandFlag.WRITES_MEDIUM, handler: executeWriteAndVerify, timeouts: T_IO },
-  { opcode: Opcode.VERIFY_10, name: 'VERIFY(10)', cdbLength: 10, usage: [0x2f, VERIFY_B1, FF, FF, FF, FF, 0x1f, FF, FF, C], direction: 'out', flags: 0, handler: executeVerify, timeouts: T_IO },
-  { opcode: Opcode.PRE_FETCH_10, name: 'PRE-FETCH(10)', cdbLength: 10, usage: [0x34, 0x02, FF, FF, FF, FF, 0x1f, FF, FF, C], direction: 'none', flags: 0, handler: executePreFetch, timeouts: T_IO },
+  { opcode: Opcode.VERIFY_10, name: 'VERIFY(10)', cdbLength: 10, usage: [0x2f, VERIFY_B1, FF, FF, FF, FF, 0x1f, FF, FF, C], direction: 'out', flags: CommandFlag.PR_READ, handler: executeVerify, timeouts: T_IO },
+  { opcode: Opcode.PRE_FETCH_10, name: 'PRE-FETCH(10)', cdbLength: 10, usage: [0x34, 0x02, FF, FF, FF, FF, 0x1f, FF, FF, C], direction: 'none', flags: CommandFlag.PR_READ, handler: executePreFetch, timeouts: T_IO },
   { opcode: Opcode.SYNCHRONIZE_CACHE_10, name: 'SYNCHRONIZE CACHE(10)', cdbLength: 10, usage: [0x35, 0x06, FF, FF, FF, FF, 0x1f, FF, FF, C], direction: 'none', flags: 0, handler: executeSynchronizeCache, timeouts: T_IO },
   { opcode: Opcode.WRITE_SAME_10, name: 'WRITE SAME(10)', cdbLength: 10, usage: [0x41, 0x08, FF, FF, FF, FF, 0x1f, FF, FF, C], direction: 'out', flags: CommandFlag.WRITES_MEDIUM, handler: executeWriteSame, timeouts: T_IO },
   { opcode: Opcode.UNMAP, name: 'UNMAP', cdbLength: 10, usage: [0x42, 0, 0, 0, 0, 0, 0x1f, FF, FF, C], direction: 'out', flags: CommandFlag.WRITES_MEDIUM, handler: executeUnmap, enabled: (lu) => lu.store.canPunchHole, timeouts: T_IO },
-  { opcode: Opcode.MODE_SENSE_10, name: 'MODE SENSE(10)', cdbLength: 10, usage: [0x5a, 0x18, FF, FF, 0, 0, 0, FF, FF, C], direction: 'in', flags: 0, handler: executeModeSense, timeouts: T_FAST },
-  { opcode: Opcode.READ_16, name: 'READ(16)', cdbLength: 16, usage: [0x88, READ_B1, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, C], direction: 'in', flags: 0, handler: executeRead, timeouts: T_IO },
+  { opcode: Opcode.MODE_SELECT_10, name: 'MODE SELECT(10)', cdbLength: 10, usage: [0x55, 0x11, 0, 0, 0, 0, 0, FF, FF, C], direction: 'out', flags: 0, handler: executeModeSelect, timeouts: T_FAST },
+  { opcode: Opcode.RESERVE_10, name: 'RESERVE(10)', cdbLength: 10, usage: [0x56, 0, 0, 0, 0, 0, 0, 0, 0, C], direction: 'none', flags: CommandFlag.SPC2_ALLOWED, handler: executeReserve, timeouts: T_FAST },
+  { opcode: Opcode.RELEASE_10, name: 'RELEASE(10)', cdbLength: 10, usage: [0x57, 0, 0, 0, 0, 0, 0, 0, 0, C], direction: 'none', flags: CommandFlag.SPC2_ALLOWED, handler: executeRelease, timeouts: T_FAST },
+  { opcode: Opcode.MODE_SENSE_10, name: 'MODE SENSE(10)', cdbLength: 10, usage: [0x5a, 0x18, FF, FF, 0, 0, 0, FF, FF, C], direction: 'in', flags: CommandFlag.PR_READ, handler: executeModeSense, timeouts: T_FAST },
+  { opcode: Opcode.PERSISTENT_RESERVE_IN, serviceAction: PrInAction.READ_KEYS, name: 'PERSISTENT RESERVE IN READ KEYS', cdbLength: 10, usage: PRIN_USAGE, direction: 'in', flags: PR_FLAGS, handler: executeReadKeys, timeouts: T_FAST },
+  { opcode: Opcode.PERSISTENT_RESERVE_IN, serviceAction: PrInAction.READ_RESERVATION, name: 'PERSISTENT RESERVE IN READ RESERVATION', cdbLength: 10, usage: PRIN_USAGE, direction: 'in', flags: PR_FLAGS, handler: executeReadReservation, timeouts: T_FAST },
+  { opcode: Opcode.PERSISTENT_RESERVE_IN, serviceAction: PrInAction.REPORT_CAPABILITIES, name: 'PERSISTENT RESERVE IN REPORT CAPABILITIES', cdbLength: 10, usage: PRIN_USAGE, direction: 'in', flags: PR_FLAGS, handler: executeReportCapabilities, timeouts: T_FAST },
+  { opcode: Opcode.PERSISTENT_RESERVE_IN, serviceAction: PrInAction.READ_FULL_STATUS, name: 'PERSISTENT RESERVE IN READ FULL STATUS', cdbLength: 10, usage: PRIN_USAGE, direction: 'in', flags: PR_FLAGS, handler: executeReadFullStatus, timeouts: T_FAST },
+  { opcode: Opcode.PERSISTENT_RESERVE_OUT, serviceAction: PrOutAction.REGISTER, name: 'PERSISTENT RESERVE OUT REGISTER', cdbLength: 10, usage: PROUT_USAGE, direction: 'out', flags: PR_FLAGS, handler: executeRegister, timeouts: T_FAST },
+  { opcode: Opcode.PERSISTENT_RESERVE_OUT, serviceAction: PrOutAction.RESERVE, name: 'PERSISTENT RESERVE OUT RESERVE', cdbLength: 10, usage: PROUT_USAGE, direction: 'out', flags: PR_FLAGS, handler: executePrReserve, timeouts: T_FAST },
+  { opcode: Opcode.PERSISTENT_RESERVE_OUT, serviceAction: PrOutAction.RELEASE, name: 'PERSISTENT RESERVE OUT RELEASE', cdbLength: 10, usage: PROUT_USAGE, direction: 'out', flags: PR_FLAGS, handler: executePrRelease, timeouts: T_FAST },
+  { opcode: Opcode.PERSISTENT_RESERVE_OUT, serviceAction: PrOutAction.CLEAR, name: 'PERSISTENT RESERVE OUT CLEAR', cdbLength: 10, usage: PROUT_USAGE, direction: 'out', flags: PR_FLAGS, handler: executeClear, timeouts: T_FAST },
+  { opcode: Opcode.PERSISTENT_RESERVE_OUT, serviceAction: PrOutAction.PREEMPT, name: 'PERSISTENT RESERVE OUT PREEMPT', cdbLength: 10, usage: PROUT_USAGE, direction: 'out', flags: PR_FLAGS, handler: executePreempt, timeouts: T_FAST },
+  { opcode: Opcode.PERSISTENT_RESERVE_OUT, serviceAction: PrOutAction.PREEMPT_AND_ABORT, name: 'PERSISTENT RESERVE OUT PREEMPT AND ABORT', cdbLength: 10, usage: PROUT_USAGE, direction: 'out', flags: PR_FLAGS, handler: executePreemptAndAbort, timeouts: T_IO },
+  { opcode: Opcode.PERSISTENT_RESERVE_OUT, serviceAction: PrOutAction.REGISTER_AND_IGNORE_EXISTING_KEY, name: 'PERSISTENT RESERVE OUT REGISTER AND IGNORE EXISTING KEY', cdbLength: 10, usage: PROUT_USAGE, direction: 'out', flags: PR_FLAGS, handler: executeRegisterAndIgnore, timeouts: T_FAST },
+  { opcode: Opcode.PERSISTENT_RESERVE_OUT, serviceAction: PrOutAction.REGISTER_AND_MOVE, name: 'PERSISTENT RESERVE OUT REGISTER AND MOVE', cdbLength: 10, usage: PROUT_USAGE, direction: 'out', flags: PR_FLAGS, handler: executeRegisterAndMove, timeouts: T_FAST },
+  { opcode: Opcode.READ_16, name: 'READ(16)', cdbLength: 16, usage: [0x88, READ_B1, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, C], direction: 'in', flags: CommandFlag.PR_READ, handler: executeRead, timeouts: T_IO },
   { opcode: Opcode.COMPARE_AND_WRITE, name: 'COMPARE AND WRITE', cdbLength: 16, usage: [0x89, 0x18, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0, 0, FF, 0x1f, C], direction: 'out', flags: CommandFlag.WRITES_MEDIUM, handler: executeCompareAndWrite, timeouts: T_IO },
   { opcode: Opcode.WRITE_16, name: 'WRITE(16)', cdbLength: 16, usage: [0x8a, WRITE_B1, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, C], direction: 'out', flags: CommandFlag.WRITES_MEDIUM, handler: executeWrite, timeouts: T_IO },
   { opcode: Opcode.WRITE_AND_VERIFY_16, name: 'WRITE AND VERIFY(16)', cdbLength: 16, usage: [0x8e, VERIFY_B1, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, C], direction: 'out', flags: CommandFlag.WRITES_MEDIUM, handler: executeWriteAndVerify, timeouts: T_IO },
-  { opcode: Opcode.VERIFY_16, name: 'VERIFY(16)', cdbLength: 16, usage: [0x8f, VERIFY_B1, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, C], direction: 'out', flags: 0, handler: executeVerify, timeouts: T_IO },
-  { opcode: Opcode.PRE_FETCH_16, name: 'PRE-FETCH(16)', cdbLength: 16, usage: [0x90, 0x02, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, C], direction: 'none', flags: 0, handler: executePreFetch, timeouts: T_IO },
+  { opcode: Opcode.VERIFY_16, name: 'VERIFY(16)', cdbLength: 16, usage: [0x8f, VERIFY_B1, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, C], direction: 'out', flags: CommandFlag.PR_READ, handler: executeVerify, timeouts: T_IO },
+  { opcode: Opcode.PRE_FETCH_16, name: 'PRE-FETCH(16)', cdbLength: 16, usage: [0x90, 0x02, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, C], direction: 'none', flags: CommandFlag.PR_READ, handler: executePreFetch, timeouts: T_IO },
   { opcode: Opcode.SYNCHRONIZE_CACHE_16, name: 'SYNCHRONIZE CACHE(16)', cdbLength: 16, usage: [0x91, 0x06, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, C], direction: 'none', flags: 0, handler: executeSynchronizeCache, timeouts: T_IO },
   { opcode: Opcode.WRITE_SAME_16, name: 'WRITE SAME(16)', cdbLength: 16, usage: [0x93, 0x09, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, C], direction: 'out', flags: CommandFlag.WRITES_MEDIUM, handler: executeWriteSame, timeouts: T_IO },
-  { opcode: Opcode.SERVICE_ACTION_IN_16, serviceAction: ServiceActionIn16.GET_LBA_STATUS, name: 'GET LBA STATUS', cdbLength: 16, usage: [0x9e, 0x1f, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x03, C], direction: 'in', flags: 0, handler: executeGetLbaStatus, enabled: (lu) => lu.store.canSeekData, timeouts: T_IO },
-  { opcode: Opcode.SERVICE_ACTION_IN_16, serviceAction: ServiceActionIn16.READ_CAPACITY_16, name: 'READ CAPACITY(16)', cdbLength: 16, usage: [0x9e, 0x1f, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x01, C], direction: 'in', flags: 0, handler: executeReadCapacity16, timeouts: T_FAST },
-  { opcode: Opcode.REPORT_LUNS, name: 'REPORT LUNS', cdbLength: 12, usage: [0xa0, 0, FF, 0, 0, 0, FF, FF, FF, FF, 0, C], direction: 'in', flags: CommandFlag.OK_WITHOUT_LU | CommandFlag.NO_UNIT_ATTENTION, handler: executeReportLuns, timeouts: T_FAST },
-  { opcode: Opcode.MAINTENANCE_IN, serviceAction: MaintenanceIn.REPORT_TARGET_PORT_GROUPS, name: 'REPORT TARGET PORT GROUPS', cdbLength: 12, usage: [0xa3, 0x3f, 0, 0, 0, 0, FF, FF, FF, FF, 0, C], direction: 'in', flags: 0, handler: executeReportTargetPortGroups, timeouts: T_FAST },
-  { opcode: Opcode.MAINTENANCE_IN, serviceAction: MaintenanceIn.REPORT_SUPPORTED_OPERATION_CODES, name: 'REPORT SUPPORTED OPERATION CODES', cdbLength: 12, usage: [0xa3, 0x1f, 0x87, FF, FF, FF, FF, FF, FF, FF, 0, C], direction: 'in', flags: 0, handler: executeReportSupportedOperationCodes, timeouts: T_FAST },
-  { opcode: Opcode.READ_12, name: 'READ(12)', cdbLength: 12, usage: [0xa8, READ_B1, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, C], direction: 'in', flags: 0, handler: executeRead, timeouts: T_IO },
+  { opcode: Opcode.SERVICE_ACTION_IN_16, serviceAction: ServiceActionIn16.GET_LBA_STATUS, name: 'GET LBA STATUS', cdbLength: 16, usage: [0x9e, 0x1f, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x03, C], direction: 'in', flags: CommandFlag.PR_READ, handler: executeGetLbaStatus, enabled: (lu) => lu.store.canSeekData, timeouts: T_IO },
+  { opcode: Opcode.SERVICE_ACTION_IN_16, serviceAction: ServiceActionIn16.READ_CAPACITY_16, name: 'READ CAPACITY(16)', cdbLength: 16, usage: [0x9e, 0x1f, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x01, C], direction: 'in', flags: CommandFlag.PR_ALLOWED, handler: executeReadCapacity16, timeouts: T_FAST },
+  { opcode: Opcode.REPORT_LUNS, name: 'REPORT LUNS', cdbLength: 12, usage: [0xa0, 0, FF, 0, 0, 0, FF, FF, FF, FF, 0, C], direction: 'in', flags: CommandFlag.OK_WITHOUT_LU | CommandFlag.NO_UNIT_ATTENTION | CommandFlag.PR_ALLOWED | CommandFlag.SPC2_ALLOWED, handler: executeReportLuns, timeouts: T_FAST },
+  { opcode: Opcode.MAINTENANCE_IN, serviceAction: MaintenanceIn.REPORT_TARGET_PORT_GROUPS, name: 'REPORT TARGET PORT GROUPS', cdbLength: 12, usage: [0xa3, 0x3f, 0, 0, 0, 0, FF, FF, FF, FF, 0, C], direction: 'in', flags: CommandFlag.PR_ALLOWED, handler: executeReportTargetPortGroups, timeouts: T_FAST },
+  { opcode: Opcode.MAINTENANCE_IN, serviceAction: MaintenanceIn.REPORT_SUPPORTED_OPERATION_CODES, name: 'REPORT SUPPORTED OPERATION CODES', cdbLength: 12, usage: [0xa3, 0x1f, 0x87, FF, FF, FF, FF, FF, FF, FF, 0, C], direction: 'in', flags: CommandFlag.PR_ALLOWED, handler: executeReportSupportedOperationCodes, timeouts: T_FAST },
+  { opcode: Opcode.READ_12, name: 'READ(12)', cdbLength: 12, usage: [0xa8, READ_B1, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, C], direction: 'in', flags: CommandFlag.PR_READ, handler: executeRead, timeouts: T_IO },
   { opcode: Opcode.WRITE_12, name: 'WRITE(12)', cdbLength: 12, usage: [0xaa, WRITE_B1, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, C], direction: 'out', flags: CommandFlag.WRITES_MEDIUM, handler: executeWrite, timeouts: T_IO },
   { opcode: Opcode.WRITE_AND_VERIFY_12, name: 'WRITE AND VERIFY(12)', cdbLength: 12, usage: [0xae, VERIFY_B1, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, C], direction: 'out', flags: CommandFlag.WRITES_MEDIUM, handler: executeWriteAndVerify, timeouts: T_IO },
-  { opcode: Opcode.VERIFY_12, name: 'VERIFY(12)', cdbLength: 12, usage: [0xaf, VERIFY_B1, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, C], direction: 'out', flags: 0, handler: executeVerify, timeouts: T_IO },
+  { opcode: Opcode.VERIFY_12, name: 'VERIFY(12)', cdbLength: 12, usage: [0xaf, VERIFY_B1, FF, FF, FF, FF, FF, FF, FF, FF, 0x1f, C], direction: 'out', flags: CommandFlag.PR_READ, handler: executeVerify, timeouts: T_IO },
   ...COPY_ENTRIES,
 ];
 

@@ -3,9 +3,12 @@
  * backing store, block limits, mode page state and the unit attention queues
  * of every I_T nexus. It knows nothing of the transport.
  */
+import { readFileSync, promises as fsp } from 'node:fs';
 import type { BackingStore } from './backing-store';
 import { RangeLock } from './range-lock';
+import { Reservations, registrationCovers, type PersistedReservations, type Registration } from './reservations';
 import { SenseError, type UnitAttentionReason } from './sense';
+import type { ItNexus } from './types';
 
 /**
  * Stable identity, from configuration (never generated here), so copy
@@ -49,9 +52,19 @@ export interface LogicalUnitOptions {
   limits?: Partial<BlockLimits>;
   /** Initial (default) WCE of the caching mode page; default true. */
   writeCacheEnabled?: boolean;
+  /**
+   * Where the LU keeps what must survive a restart: persistent reservations
+   * with APTPL=1 (SPC-5 5.14.6) and saved mode pages (MODE SELECT SP=1).
+   * Without it, PTPL_C=0 and saving is not supported.
+   */
+  persistPath?: string;
 }
 
-/** 8 MiB per command, 64 KiB optimal, UNMAP up to 1 GiB by 256 descriptors. */
+/**
+ * 8 MiB per command, 64 KiB optimal; UNMAP up to 1 GiB (at most 2^20 blocks,
+ * libiscsi's sanity bound) by 256 descriptors; WRITE SAME up to 65535 blocks
+ * (LIO's default, so a 2-byte length always fits).
+ */
 export function defaultBlockLimits(blockSize: number, physicalBlockSize: number): BlockLimits {
   const perPhysical = Math.max(1, physicalBlockSize / blockSize);
   return {
@@ -59,17 +72,26 @@ export function defaultBlockLimits(blockSize: number, physicalBlockSize: number)
     optimalTransferLength: (64 * 1024) / blockSize,
     optimalTransferLengthGranularity: perPhysical,
     maxCompareAndWriteLength: 16,
-    maxUnmapLbaCount: (1024 * 1024 * 1024) / blockSize,
+    maxUnmapLbaCount: Math.min(1024 * 1024, (1024 * 1024 * 1024) / blockSize),
     maxUnmapBlockDescriptorCount: 256,
     optimalUnmapGranularity: Math.max(perPhysical, 4096 / blockSize),
-    maxWriteSameLength: (64 * 1024 * 1024) / blockSize,
+    maxWriteSameLength: 0xffff,
   };
 }
 
-/** Changeable mode parameters (current values). A LU reset keeps them; only MODE SELECT (not yet) changes them. */
+/** Changeable mode parameters. A LU reset keeps the current values; MODE SELECT changes them. */
 export interface ModeState {
   /** Caching page 08h, WCE. */
   writeCacheEnabled: boolean;
+  /** Control page 0Ah, D_SENSE: descriptor-format sense data (SPC-5 7.5.10). */
+  descriptorSense: boolean;
+}
+
+/** The file at persistPath. */
+interface PersistedLu {
+  version: 1;
+  reservations?: PersistedReservations;
+  savedMode?: ModeState;
 }
 
 const MAX_QUEUED_UAS = 16;
@@ -82,7 +104,14 @@ export class LogicalUnit {
   readonly writeLock = new RangeLock();
   readonly defaultMode: Readonly<ModeState>;
   mode: ModeState;
+  /** MODE SENSE PC=11b; undefined when the LU cannot save (no persistPath). */
+  savedMode: ModeState | undefined;
+  readonly reservations: Reservations;
+  readonly persistPath: string | undefined;
   private readonly uaQueues = new Map<string, UnitAttentionReason[]>();
+  /** Attached I_T nexuses (UA delivery to registrations). */
+  private readonly nexuses = new Map<string, ItNexus>();
+  private persisting: Promise<void> = Promise.resolve();
 
   constructor(options: LogicalUnitOptions) {
     const { store, identity } = options;
@@ -99,8 +128,47 @@ export class LogicalUnit {
     this.store = store;
     this.identity = identity;
     this.limits = { ...defaultBlockLimits(store.blockSize, store.physicalBlockSize), ...options.limits };
-    this.defaultMode = Object.freeze({ writeCacheEnabled: options.writeCacheEnabled ?? true });
-    this.mode = { ...this.defaultMode };
+    this.defaultMode = Object.freeze({ writeCacheEnabled: options.writeCacheEnabled ?? true, descriptorSense: false });
+    this.reservations = new Reservations({ toRegistration: (reg, reason) => this.queueUaForRegistration(reg, reason) });
+    this.persistPath = options.persistPath;
+    const persisted = this.persistPath ? loadPersisted(this.persistPath) : undefined;
+    if (persisted?.reservations?.aptpl) this.reservations.restore(persisted.reservations);
+    this.savedMode = this.persistPath ? { ...this.defaultMode, ...persisted?.savedMode } : undefined;
+    this.mode = { ...(this.savedMode ?? this.defaultMode) };
+  }
+
+  /**
+   * Write the persistent state (APTPL reservations, saved mode pages) to
+   * persistPath: a temporary file renamed over the old one, one write at a
+   * time, each with the state as it is when it starts.
+   */
+  persist(): Promise<void> {
+    const path = this.persistPath;
+    if (!path) return Promise.resolve();
+    const run = async (): Promise<void> => {
+      const state: PersistedLu = {
+        version: 1,
+        reservations: this.reservations.aptpl ? this.reservations.snapshot() : undefined,
+        savedMode: this.savedMode,
+      };
+      const tmp = `${path}.tmp`;
+      const fh = await fsp.open(tmp, 'w', 0o600);
+      try {
+        await fh.writeFile(JSON.stringify(state, null, 2));
+        await fh.datasync();
+      } finally {
+        await fh.close();
+      }
+      await fsp.rename(tmp, path);
+    };
+    const next = this.persisting.then(run, run);
+    this.persisting = next.catch(() => undefined);
+    return next;
+  }
+
+  /** SBC-4 4.6 / SPC-5 table: the store's size changed (resize): CAPACITY DATA HAS CHANGED to every nexus. */
+  capacityChanged(): void {
+    this.queueUaForAll('UA_CAPACITY_DATA_HAS_CHANGED');
   }
 
   get blockSize(): number {
@@ -172,13 +240,29 @@ export class LogicalUnit {
   // ---- unit attentions (SAM-5 5.14, SPC-5 5.14) --------------------------------
 
   /** A new I_T nexus sees this LU: start its queue with `reason` (POWER ON/RESET). */
-  addNexus(nexusKey: string, reason: UnitAttentionReason): void {
-    this.uaQueues.set(nexusKey, []);
-    this.queueUa(nexusKey, reason);
+  addNexus(nexus: ItNexus, reason: UnitAttentionReason): void {
+    this.nexuses.set(nexus.key, nexus);
+    this.uaQueues.set(nexus.key, []);
+    this.queueUa(nexus.key, reason);
   }
 
+  /** The I_T nexus is gone: its UA queue goes, and a RESERVE(6/10) it held is released (SPC-2 5.5.1). */
   removeNexus(nexusKey: string): void {
+    this.nexuses.delete(nexusKey);
     this.uaQueues.delete(nexusKey);
+    this.reservations.dropSpc2(nexusKey);
+  }
+
+  /** Keys of the attached nexuses that any of `regs` covers (PREEMPT AND ABORT). */
+  nexusKeysCovering(regs: readonly Registration[]): Set<string> {
+    const keys = new Set<string>();
+    for (const n of this.nexuses.values()) if (regs.some((r) => registrationCovers(r, n))) keys.add(n.key);
+    return keys;
+  }
+
+  /** Establish `reason` for every attached nexus a PR registration covers. */
+  queueUaForRegistration(reg: Registration, reason: UnitAttentionReason): void {
+    for (const n of this.nexuses.values()) if (registrationCovers(reg, n)) this.queueUa(n.key, reason);
   }
 
   /** Establish `reason` for one nexus. Reset-class UAs (29h) supersede everything queued. */
@@ -206,6 +290,19 @@ export class LogicalUnit {
   peekUa(nexusKey: string): UnitAttentionReason | undefined {
     return this.uaQueues.get(nexusKey)?.[0];
   }
+}
+
+function loadPersisted(path: string): PersistedLu | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  const parsed = JSON.parse(text) as PersistedLu;
+  if (parsed.version !== 1) throw new Error(`${path}: unknown version ${String(parsed.version)}`);
+  return parsed;
 }
 
 function isResetUa(reason: UnitAttentionReason): boolean {

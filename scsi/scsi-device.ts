@@ -37,7 +37,8 @@ import {
 import { COMMAND_TABLE, CommandFlag, validateCdb, type CommandTable } from './command-table';
 import type { CommandContext, DeviceServices } from './command-context';
 import { LogicalUnit, type LogicalUnitOptions } from './logical-unit';
-import { SenseError, encodeSenseError, type UnitAttentionReason } from './sense';
+import { SenseError, encodeDescriptorSense, encodeSenseError, senseInput, type UnitAttentionReason } from './sense';
+import { ReservationConflict } from './reservations';
 import { VersionDescriptor } from './commands/inquiry';
 import { CopyManager } from './copy/copy-manager';
 import type { CopyScope } from './copy/cscd';
@@ -130,7 +131,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
   attachNexus(nexus: ItNexus): void {
     this.nexuses.set(nexus.key, nexus);
     // SAM-5 6.3.1: the first command of a new I_T nexus sees POWER ON, RESET, OR BUS DEVICE RESET OCCURRED.
-    for (const lu of this.luMap.values()) lu.addNexus(nexus.key, 'UA_POWER_ON_RESET');
+    for (const lu of this.luMap.values()) lu.addNexus(nexus, 'UA_POWER_ON_RESET');
   }
 
   detachNexus(nexus: ItNexus): void {
@@ -183,6 +184,15 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
         const ua = lu.takeUa(task.nexus.key);
         if (ua) throw new SenseError(ua);
       }
+      if (lu) {
+        // SPC-5 5.14.2 / SPC-2 7.21: access under reservations, from the table's flags.
+        const why = lu.reservations.conflicts(task.nexus, {
+          prAllowed: (entry.flags & CommandFlag.PR_ALLOWED) !== 0,
+          prRead: (entry.flags & CommandFlag.PR_READ) !== 0,
+          spc2Allowed: (entry.flags & CommandFlag.SPC2_ALLOWED) !== 0,
+        });
+        if (why) throw new ReservationConflict(why);
+      }
       if (lu && entry.flags & CommandFlag.WRITES_MEDIUM) lu.checkWritable(); // SBC-4 4.11: 7/27/00
       const cdb = Buffer.from(task.cdb.subarray(0, entry.cdbLength)); // outlives the receive buffer
       const dataOut = (length: number): Promise<Buffer> => this.dataOut(task, signal, length);
@@ -200,12 +210,20 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
       return result;
     } catch (err) {
       if (signal.aborted) return ABORTED;
+      if (err instanceof ReservationConflict) {
+        const conflict: ScsiResult = { status: ScsiStatus.RESERVATION_CONFLICT };
+        if (ctx?.dataOutLength !== undefined) conflict.dataOutLength = ctx.dataOutLength;
+        return conflict;
+      }
       const result: ScsiResult = { status: ScsiStatus.CHECK_CONDITION };
+      // Control mode page D_SENSE selects the format (SPC-5 4.4.1).
+      const descriptor = this.luFor(task.nexus, task.lun)?.mode.descriptorSense ?? false;
       if (err instanceof SenseError) {
-        result.sense = encodeSenseError(err);
+        result.sense = descriptor ? encodeDescriptorSense(senseInput(err)) : encodeSenseError(err);
       } else {
         this.logger.error({ err, lun: task.lun, cdb: task.cdb.toString('hex') }, 'internal target failure');
-        result.sense = encodeSenseError(new SenseError('INTERNAL_TARGET_FAILURE'));
+        const failure = new SenseError('INTERNAL_TARGET_FAILURE');
+        result.sense = descriptor ? encodeDescriptorSense(senseInput(failure)) : encodeSenseError(failure);
       }
       if (ctx?.dataOutLength !== undefined) result.dataOutLength = ctx.dataOutLength;
       return result;
@@ -228,6 +246,13 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
     const entry = found.entry;
     const invalid = validateCdb(entry, cdb);
     if (invalid) throw invalid;
+    // Reservations as for host commands (SPC-5 5.14.2), from the table's flags.
+    const why = lu.reservations.conflicts(nexus, {
+      prAllowed: (entry.flags & CommandFlag.PR_ALLOWED) !== 0,
+      prRead: (entry.flags & CommandFlag.PR_READ) !== 0,
+      spc2Allowed: (entry.flags & CommandFlag.SPC2_ALLOWED) !== 0,
+    });
+    if (why) return ScsiStatus.RESERVATION_CONFLICT;
     if (entry.flags & CommandFlag.WRITES_MEDIUM) lu.checkWritable(); // SBC-4 4.11
     return undefined;
   }
@@ -252,6 +277,10 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
         },
       );
     });
+  }
+
+  async abortTasksOf(lun: number, nexusKeys: ReadonlySet<string>): Promise<void> {
+    await this.abortTasks((t) => t.lun === lun && nexusKeys.has(t.nexusKey));
   }
 
   /** Abort the matching tasks and wait until every one of them has settled. */
@@ -303,8 +332,12 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
     }
   }
 
-  /** SAM-5 6.3.3: LU reset -> unit attention for every I_T nexus. */
+  /**
+   * SAM-5 6.3.3: LU reset -> unit attention for every I_T nexus; RESERVE(6/10)
+   * reservations are released (SPC-2 5.5.1), persistent ones stay (SPC-5 5.14.1).
+   */
   private resetLogicalUnit(lu: LogicalUnit, reason: UnitAttentionReason): void {
+    lu.reservations.dropSpc2();
     lu.queueUaForAll(reason);
   }
 

@@ -3,6 +3,7 @@
  * target) -> iSCSI server. The only place that knows all three layers.
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import type { Config } from './config';
 import { lunPath } from './config';
@@ -72,6 +73,8 @@ export class Daemon {
               eui64: eui64FromNaa(Buffer.from(id.naa, 'hex')),
             },
             writeCacheEnabled: l.writeCache,
+            // APTPL reservations and saved mode pages survive restarts here.
+            persistPath: path.join(cfg.dataDir, `pr-${t.iqn}-${l.lun}.json`),
         });
         this.log.info({ target: t.iqn, lun: l.lun, path: lunPath(cfg.dataDir, l.path), bytes: store.sizeBytes }, 'LUN ready');
       }

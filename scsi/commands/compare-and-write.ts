@@ -16,9 +16,10 @@ export async function executeCompareAndWrite(ctx: CommandContext): Promise<Comma
   // SBC-4 5.3: NLB above MAXIMUM COMPARE AND WRITE LENGTH -> INVALID FIELD IN CDB.
   if (nlb > lu.limits.maxCompareAndWriteLength) throw invalidCdbField(13, 7);
   lu.checkRange(lba, BigInt(nlb));
-  if (nlb === 0) return {}; // not an error; nothing compared or written
-  // Data-Out must be exactly 2 x NLB blocks (reference 4.10): reject without writing.
+  // Data-Out must be exactly 2 x NLB blocks (reference 4.10): reject without writing. Checked
+  // before NLB 0, so a buffer for 256 blocks (NLB wrapped to 0) is refused, not ignored.
   if (ctx.task.expectedDataTransferLength !== 2 * bytes) throw new SenseError('INVALID_FIELD_IN_CDB');
+  if (nlb === 0) return {}; // not an error; nothing compared or written
   const data = await ctx.dataOut(2 * bytes);
   const verify = data.subarray(0, bytes);
   const write = data.subarray(bytes);

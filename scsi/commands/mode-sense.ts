@@ -1,7 +1,8 @@
 /**
  * MODE SENSE(6) / MODE SENSE(10) (SPC-5 6.13-6.14; SBC-4 6.5; reference 4.7).
  * Pages: 08h Caching, 0Ah Control, 1Ch Informational Exceptions Control,
- * 3Fh all pages. Page controls: current, changeable, default; saved -> 5/39/00.
+ * 3Fh all pages. Page controls: current, changeable, default, and saved where
+ * the LU can save (else 5/39/00).
  */
 import type { CommandContext, CommandResult } from '../command-context';
 import { allocationLimited } from '../command-context';
@@ -12,50 +13,103 @@ export const ModePage = { CACHING: 0x08, CONTROL: 0x0a, INFORMATIONAL_EXCEPTIONS
 
 export const PageControl = { CURRENT: 0, CHANGEABLE: 1, DEFAULT: 2, SAVED: 3 } as const;
 
-type PageEncoder = (lu: LogicalUnit, pc: number) => Buffer;
-
-function modeValues(lu: LogicalUnit, pc: number): ModeState {
-  return pc === PageControl.DEFAULT ? lu.defaultMode : lu.mode;
+/**
+ * One mode page: its length, how to encode a set of values, which bits
+ * MODE SELECT may change (the PC=01b answer), and how to read those bits back.
+ * The table drives MODE SENSE and MODE SELECT alike.
+ */
+export interface ModePageDefinition {
+  readonly code: number;
+  readonly name: string;
+  /** Whole page length in bytes, header included (PAGE LENGTH + 2). */
+  readonly length: number;
+  encode(lu: LogicalUnit, values: Readonly<ModeState>): Buffer;
+  /** Changeable-bit mask per byte; bytes 0-1 (page code, length) are never changeable. */
+  readonly changeable: readonly number[];
+  /** Read the changeable fields of a MODE SELECT page into `values`. */
+  apply(values: ModeState, page: Buffer): void;
 }
 
-/** Caching mode page (SBC-4 6.5.5), 20 bytes. */
-function cachingPage(lu: LogicalUnit, pc: number): Buffer {
-  const b = Buffer.alloc(0x14);
-  b[0] = ModePage.CACHING;
-  b[1] = 0x12;
-  if (pc === PageControl.CHANGEABLE) b[2] = 0x04; // WCE is changeable
-  else b[2] = modeValues(lu, pc).writeCacheEnabled ? 0x04 : 0x00; // WCE; RCD=0
+function pageBuffer(code: number, length: number): Buffer {
+  const b = Buffer.alloc(length);
+  b[0] = code;
+  b[1] = length - 2;
   return b;
 }
 
-/** Control mode page (SPC-5 7.5.10), 12 bytes. Nothing changeable. */
-function controlPage(_lu: LogicalUnit, pc: number): Buffer {
-  const b = Buffer.alloc(0x0c);
-  b[0] = ModePage.CONTROL;
-  b[1] = 0x0a;
-  if (pc === PageControl.CHANGEABLE) return b;
-  b[2] = 0x02; // TST=000b, D_SENSE=0 (fixed format), GLTSD=1
-  b[3] = 0x10; // QUEUE ALGORITHM MODIFIER 1 (unrestricted), QERR=00b
-  b[5] = 0x00; // TAS=0: tasks aborted by another I_T nexus are not answered; UA 2F/00 instead
-  b.writeUInt16BE(0xffff, 8); // BUSY TIMEOUT PERIOD: unlimited
+/** Caching mode page (SBC-4 6.5.5), 20 bytes. WCE changeable; RCD=0. */
+const CACHING: ModePageDefinition = {
+  code: ModePage.CACHING,
+  name: 'caching',
+  length: 0x14,
+  encode(_lu, v) {
+    const b = pageBuffer(ModePage.CACHING, 0x14);
+    b[2] = v.writeCacheEnabled ? 0x04 : 0x00; // WCE
+    return b;
+  },
+  changeable: [0, 0, 0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+  apply(v, page) {
+    v.writeCacheEnabled = (page[2] & 0x04) !== 0;
+  },
+};
+
+/**
+ * Control mode page (SPC-5 7.5.10), 12 bytes, with LIO's values: TST 000b,
+ * QUEUE ALGORITHM MODIFIER 1 (unrestricted), QERR 00b, TAS=0 (aborted tasks
+ * of other nexuses get UA 2F/00), BUSY TIMEOUT unlimited. D_SENSE is
+ * changeable (fixed or descriptor sense, as CTL allows).
+ */
+const CONTROL: ModePageDefinition = {
+  code: ModePage.CONTROL,
+  name: 'control',
+  length: 0x0c,
+  encode(_lu, v) {
+    const b = pageBuffer(ModePage.CONTROL, 0x0c);
+    b[2] = 0x02 | (v.descriptorSense ? 0x04 : 0); // GLTSD=1, D_SENSE
+    b[3] = 0x10; // QUEUE ALGORITHM MODIFIER 1, QERR 00b
+    b[5] = 0x00; // TAS=0
+    b.writeUInt16BE(0xffff, 8); // BUSY TIMEOUT PERIOD: unlimited
+    return b;
+  },
+  changeable: [0, 0, 0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+  apply(v, page) {
+    v.descriptorSense = (page[2] & 0x04) !== 0;
+  },
+};
+
+/** Informational Exceptions Control mode page (SPC-5 7.5.14), 12 bytes: DEXCPT, nothing changeable. */
+const INFORMATIONAL_EXCEPTIONS: ModePageDefinition = {
+  code: ModePage.INFORMATIONAL_EXCEPTIONS,
+  name: 'informational exceptions control',
+  length: 0x0c,
+  encode() {
+    const b = pageBuffer(ModePage.INFORMATIONAL_EXCEPTIONS, 0x0c);
+    b[2] = 0x08; // DEXCPT: no informational exception reporting
+    return b;
+  },
+  changeable: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+  apply() {},
+};
+
+/** The mode pages, in page-code order (3Fh returns them in this order). */
+export const MODE_PAGES: ReadonlyMap<number, ModePageDefinition> = new Map(
+  [CACHING, CONTROL, INFORMATIONAL_EXCEPTIONS].map((p) => [p.code, p]),
+);
+
+/** A page as MODE SENSE returns it for page control `pc`; PS=1 where the LU can save. */
+function encodePage(lu: LogicalUnit, def: ModePageDefinition, pc: number): Buffer {
+  let b: Buffer;
+  if (pc === PageControl.CHANGEABLE) {
+    b = Buffer.from(def.changeable);
+    b[0] = def.code;
+    b[1] = def.length - 2;
+  } else {
+    const values = pc === PageControl.DEFAULT ? lu.defaultMode : pc === PageControl.SAVED ? lu.savedMode! : lu.mode;
+    b = def.encode(lu, values);
+  }
+  if (lu.savedMode && def.changeable.some((m) => m !== 0)) b[0] |= 0x80; // PS (SPC-5 7.5.7)
   return b;
 }
-
-/** Informational Exceptions Control mode page (SPC-5 7.5.14), 12 bytes. */
-function informationalExceptionsPage(_lu: LogicalUnit, pc: number): Buffer {
-  const b = Buffer.alloc(0x0c);
-  b[0] = ModePage.INFORMATIONAL_EXCEPTIONS;
-  b[1] = 0x0a;
-  if (pc === PageControl.CHANGEABLE) return b;
-  b[2] = 0x08; // DEXCPT: no informational exception reporting
-  return b;
-}
-
-const PAGES: ReadonlyMap<number, PageEncoder> = new Map([
-  [ModePage.CACHING, cachingPage],
-  [ModePage.CONTROL, controlPage],
-  [ModePage.INFORMATIONAL_EXCEPTIONS, informationalExceptionsPage],
-]);
 
 /** Block descriptors (SBC-4 6.5.2): short = 4-byte block count + 3-byte length; long = 8 + 4. */
 function blockDescriptor(lu: LogicalUnit, long: boolean): Buffer {
@@ -72,15 +126,16 @@ function blockDescriptor(lu: LogicalUnit, long: boolean): Buffer {
 }
 
 export function encodeModePages(lu: LogicalUnit, page: number, subpage: number, pc: number): Buffer {
-  if (pc === PageControl.SAVED) throw new SenseError('SAVING_PARAMETERS_NOT_SUPPORTED'); // SPC-5 6.13
+  // SPC-5 6.13: saved values only where the LU can save them.
+  if (pc === PageControl.SAVED && !lu.savedMode) throw new SenseError('SAVING_PARAMETERS_NOT_SUPPORTED');
   if (page === ModePage.ALL) {
     if (subpage !== 0x00 && subpage !== 0xff) throw invalidCdbField(3, 7);
-    return Buffer.concat([...PAGES.values()].map((enc) => enc(lu, pc)));
+    return Buffer.concat([...MODE_PAGES.values()].map((def) => encodePage(lu, def, pc)));
   }
-  const enc = PAGES.get(page);
-  if (!enc) throw invalidCdbField(2, 5);
+  const def = MODE_PAGES.get(page);
+  if (!def) throw invalidCdbField(2, 5);
   if (subpage !== 0x00 && subpage !== 0xff) throw invalidCdbField(3, 7);
-  return enc(lu, pc);
+  return encodePage(lu, def, pc);
 }
 
 export async function executeModeSense(ctx: CommandContext): Promise<CommandResult> {

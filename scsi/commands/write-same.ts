@@ -1,7 +1,7 @@
 /**
  * WRITE SAME(10/16) (SBC-4 5.48, 5.50; reference 4.9): one block of Data-Out
- * (or zeros with NDOB) written over a range; with UNMAP=1 and an all-zero
- * block the range is deallocated instead (LBPRZ=1 keeps the contents zero).
+ * (or zeros with NDOB) written over a range; with UNMAP=1 the range is
+ * deallocated instead (LBPRZ=1: it reads back as zeros).
  */
 import type { CommandContext, CommandResult } from '../command-context';
 import type { LogicalUnit } from '../logical-unit';
@@ -48,7 +48,9 @@ export async function executeWriteSame(ctx: CommandContext): Promise<CommandResu
   if (blocks === 0n) return {};
   const release = await lu.writeLock.acquire(d.lba, blocks);
   try {
-    if (d.unmap && block.every((b) => b === 0)) {
+    // UNMAP=1 deallocates whatever the Data-Out block holds, as LIO and tgtd do (libiscsi
+    // WriteSame10.UnmapUntilEnd expects zeros back with LBPRZ=1 after 0xFF data).
+    if (d.unmap) {
       await deallocate(lu, d.lba, blocks);
       if (!lu.mode.writeCacheEnabled) await lu.flush();
       return {};

@@ -82,12 +82,12 @@ describe('WRITE SAME', () => {
     expect(store.data.subarray(16 * BS, 48 * BS).every((b) => b === 0)).toBe(true);
   });
 
-  it('UNMAP=1 with a non-zero block writes the data', async () => {
+  it('UNMAP=1 deallocates whatever the block holds (LIO, tgtd; libiscsi WriteSame10.UnmapUntilEnd)', async () => {
     const store = new MemoryStore(256 * BS);
     const device = makeDevice([store]);
     await device.execute(task(ws16(0, 4, 0x08), { dataOut: Buffer.alloc(BS, 9) }));
-    expect(store.punched).toEqual([]);
-    expect(store.data.subarray(0, 4 * BS).every((b) => b === 9)).toBe(true);
+    expect(store.punched).toEqual([[0, 4 * BS]]);
+    expect(store.data.subarray(0, 4 * BS).every((b) => b === 0)).toBe(true);
   });
 
   it('UNMAP=1 on a store that cannot deallocate -> 5/24/00 at byte 1 bit 3', async () => {
