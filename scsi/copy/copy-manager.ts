@@ -204,7 +204,9 @@ export class CopyManager {
     if (op.abortCause === 'task-aborted' || op.abortCause === 'reset') {
       throw Object.assign(new Error('copy aborted with its task'), { name: 'AbortError' });
     }
-    if (op.completionStatus !== undefined && op.completionStatus !== ScsiStatus.CHECK_CONDITION) return { status: op.completionStatus };
+    if (op.state === 'failed' && op.completionStatus !== undefined && op.completionStatus !== ScsiStatus.CHECK_CONDITION) {
+      return { status: op.completionStatus }; // e.g. RESERVATION CONFLICT from the internal port
+    }
     throw op.failure ?? new SenseError('COPY_ABORTED');
   }
 
