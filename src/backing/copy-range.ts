@@ -28,7 +28,7 @@
 import type { BackingStore, CopyRangeOptions, CopyRangeResult } from '../../scsi/backing-store';
 import { BufferPool, copyBufferPool } from './buffer-pool';
 import {
-  EAGAIN, EBADF, EINTR, EINVAL, ENOSYS, ENOTTY, ENXIO, EOPNOTSUPP, EXDEV,
+  EAGAIN, EBADF, EDQUOT, EFBIG, EINTR, EINVAL, EIO, ENOSPC, ENOSYS, ENOTTY, ENXIO, EOPNOTSUPP, EROFS, EXDEV,
   FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, LibC, SEEK_DATA, SEEK_HOLE, errnoError,
 } from './libc';
 
@@ -65,6 +65,8 @@ export interface CopyFile {
 export const DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024;
 /** Below this distance between overlapping ranges, kernel calls get too small: use buffers. */
 const MIN_OVERLAP_KERNEL_CHUNK = 1024 * 1024;
+/** A clone call shares up to this much (metadata only, so bigger than a copy chunk). */
+const CLONE_STEP = 1024 * 1024 * 1024;
 /** Holes are punched in pieces this big, so abort stays quick on huge sparse ranges. */
 const HOLE_STEP = 1024 * 1024 * 1024;
 /** In-flight writes per buffered copy (reads are one at a time, in order). */
@@ -75,8 +77,13 @@ const ZEROS = Buffer.alloc(1024 * 1024); // only ever read from
 
 /** errnos after which copy_file_range / FICLONERANGE cannot work for this pair: fall back. */
 const KERNEL_FALLBACK = new Set([EXDEV, EINVAL, EOPNOTSUPP, ENOSYS, ENOTTY, EBADF]);
-/** errnos after which FICLONERANGE cannot work for this pair (EINVAL: alignment, maybe just this chunk). */
-const CLONE_UNSUPPORTED = new Set([EXDEV, EOPNOTSUPP, ENOSYS, ENOTTY, EBADF]);
+/**
+ * FICLONERANGE errnos that are the copy's failure, not the clone's: surfaced.
+ * Any other (EOPNOTSUPP, EXDEV, EPERM, ETXTBSY, ...) stops cloning for this
+ * copy, except EINVAL (alignment, maybe just this chunk) and EINTR/EAGAIN,
+ * which leave this chunk to copy_file_range.
+ */
+const CLONE_FATAL = new Set([ENOSPC, EDQUOT, EIO, EROFS, EFBIG]);
 
 interface Segment {
   pos: number;
@@ -120,6 +127,7 @@ class RangeCopier {
   private readonly sameFile: boolean;
   private readonly backward: boolean;
   private readonly chunk: number;
+  private readonly cloneStep: number;
   private readonly pool: BufferPool;
   private readonly signal: AbortSignal | undefined;
   private kernel: boolean;
@@ -149,6 +157,7 @@ class RangeCopier {
     // kernel refuses with EINVAL). Buffered pieces read before they write, so
     // they need no such limit.
     this.chunk = overlap && this.kernel ? Math.min(chunk, Math.abs(this.delta)) : chunk;
+    this.cloneStep = overlap ? Math.min(CLONE_STEP, Math.abs(this.delta)) : Math.max(CLONE_STEP, chunk);
     this.pool = options.pool ?? copyBufferPool;
     this.signal = options.signal;
   }
@@ -210,19 +219,23 @@ class RangeCopier {
 
   private async segment(s: Segment): Promise<void> {
     if (s.hole) return this.hole(s.pos + this.delta, s.len);
-    // Chunks in the segment, in the copy's direction.
+    // Chunks in the copy's direction, their edges on a grid of the step (so on
+    // block boundaries, and a clone never leaves a partial block at an edge).
+    // Clones are cheap, so they take bigger steps while they work.
     const end = s.pos + s.len;
     if (this.backward) {
       for (let hi = end; hi > s.pos; ) {
-        const lo = Math.max(s.pos, hi - this.chunk);
+        const step = this.clone ? this.cloneStep : this.chunk;
+        const lo = Math.max(s.pos, (Math.ceil(hi / step) - 1) * step);
         await this.data(lo, hi - lo);
         hi = lo;
       }
     } else {
       for (let lo = s.pos; lo < end; ) {
-        const n = Math.min(this.chunk, end - lo);
-        await this.data(lo, n);
-        lo += n;
+        const step = this.clone ? this.cloneStep : this.chunk;
+        const hi = Math.min(end, (Math.floor(lo / step) + 1) * step);
+        await this.data(lo, hi - lo);
+        lo = hi;
       }
     }
   }
@@ -250,30 +263,36 @@ class RangeCopier {
     }
   }
 
-  /** One chunk of source data [pos, pos+len): clone, copy_file_range, buffers, in that order of preference. */
+  /**
+   * One chunk of source data [pos, pos+len): clone the aligned middle; the
+   * rest (all of it when the clone did not work) by copy_file_range, else by
+   * buffers, in pieces of at most `chunk` with progress and abort between.
+   * The chunk's source and destination never overlap when the kernel is
+   * used, so the order of its parts does not matter.
+   */
   private async data(pos: number, len: number): Promise<void> {
     throwIfAborted(this.signal);
-    // Source parts [pos, n] still to move. The chunk's source and destination
-    // never overlap when the kernel is used, so their order does not matter.
     let todo: Array<[number, number]> = [[pos, len]];
     if (this.clone) {
       const mid = await this.tryClone(pos, len);
       if (mid) {
+        this.progress(mid[1] - mid[0]);
         todo = [];
         if (mid[0] > pos) todo.push([pos, mid[0] - pos]);
         if (pos + len > mid[1]) todo.push([mid[1], pos + len - mid[1]]);
       }
     }
-    if (this.kernel) {
-      const left: Array<[number, number]> = [];
-      for (const [p, n] of todo) {
-        const done = this.kernel ? await this.kernelCopy(p, n) : 0;
-        if (done < n) left.push([p + done, n - done]);
+    for (const [p, n] of todo) {
+      for (let off = 0; off < n; ) {
+        const k = Math.min(this.chunk, n - off);
+        const q = this.backward ? p + n - off - k : p + off;
+        if (off > 0) throwIfAborted(this.signal);
+        const done = this.kernel ? await this.kernelCopy(q, k) : 0;
+        if (done < k) await this.buffered(q + done, q + done + this.delta, k - done);
+        this.progress(k);
+        off += k;
       }
-      todo = left;
     }
-    for (const [p, n] of todo) await this.buffered(p, p + this.delta, n);
-    this.progress(len);
   }
 
   /** FICLONERANGE of the block-aligned middle of [pos, pos+len): the cloned source range, or null. */
@@ -290,8 +309,8 @@ class RangeCopier {
       this.result.cloned += b - a;
       return [a, b];
     }
-    if (CLONE_UNSUPPORTED.has(errno)) this.clone = false;
-    else if (errno !== EINVAL && errno !== EINTR && errno !== EAGAIN) throw errnoError('ioctl(FICLONERANGE)', errno, dst.path);
+    if (CLONE_FATAL.has(errno)) throw errnoError('ioctl(FICLONERANGE)', errno, dst.path);
+    if (errno !== EINVAL && errno !== EINTR && errno !== EAGAIN) this.clone = false;
     return null; // copy_file_range does this chunk (EINVAL: alignment or a filesystem rule)
   }
 

@@ -14,7 +14,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { BackingStore, CopyRangeResult } from '../../scsi/backing-store';
 import { BufferPool } from '../../src/backing/buffer-pool';
 import { FileStore } from '../../src/backing/file-store';
-import { EINTR, EXDEV, loadLibC, type LibC } from '../../src/backing/libc';
+import { EINTR, EINVAL, ENOSPC, EOPNOTSUPP, EXDEV, loadLibC, type LibC } from '../../src/backing/libc';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -283,6 +283,33 @@ d('FileStore.copyRange', () => {
     expect(r.offloaded).toBe(copied);
     expect(r.buffered).toBe(16 * MiB - 10 - r.offloaded);
     expect(sum(r)).toBe(16 * MiB - 10);
+  });
+
+  it('FICLONERANGE refusals: EINVAL leaves the chunk to copy_file_range, EOPNOTSUPP stops trying, ENOSPC surfaces', async () => {
+    const real = loadLibC()!;
+    const answers: number[] = [];
+    let clones = 0;
+    const faulty: LibC = {
+      ...real,
+      cloneRangeAsync: async () => {
+        clones++;
+        const errno = answers.shift() ?? EOPNOTSUPP;
+        return { res: -1, errno };
+      },
+    };
+    // Four data extents: a clone is tried per extent while cloning is still on.
+    const model = makeFile(join(dir, 'src'), 16 * MiB, [[0, 2 * MiB], [4 * MiB, 2 * MiB], [8 * MiB, 2 * MiB], [12 * MiB, 2 * MiB]]);
+    const src = await FileStore.open({ path: join(dir, 'src'), libc: faulty });
+    stores.push(src);
+    const dst = await open('dst', { sizeBytes: 16 * MiB });
+    answers.push(EINVAL, EINVAL); // then EOPNOTSUPP
+    clones = 0;
+    const r = await src.copyRange(dst, 0, 0, 16 * MiB);
+    expect(clones).toBe(3); // two extents refused with EINVAL, the third's EOPNOTSUPP ends cloning
+    expect(r).toMatchObject({ cloned: 0, offloaded: 8 * MiB, holes: 8 * MiB });
+    expect(readFileSync(join(dir, 'dst')).equals(model)).toBe(true);
+    answers.push(ENOSPC);
+    await expect(src.copyRange(dst, 0, 0, 16 * MiB)).rejects.toMatchObject({ code: 'ENOSPC', syscall: 'ioctl(FICLONERANGE)' });
   });
 
   it('across filesystems (ext4 -> tmpfs /dev/shm): EXDEV falls back to buffers', async () => {
