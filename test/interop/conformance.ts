@@ -25,11 +25,16 @@ export interface FamilyRun {
   recordFile: string;
 }
 
-/** `iscsi-test-cu -d --test='FAMILY.*' URL` against the target's first data LUN. */
+/**
+ * `iscsi-test-cu -d --test='FAMILY.*' URL` against the target's first data LUN. SCSI.* gets
+ * the URL twice (issue 3): the second is the multipath URL, so MultipathIO and the
+ * two-initiator reservation tests run instead of skipping.
+ */
 export async function runFamily(target: Target, family: string): Promise<FamilyRun> {
   const logFile = path.join(target.runDir, `iscsi-test-cu-${family}.txt`);
   const url = target.url(target.dataLuns[0]);
-  const res = await run('iscsi-test-cu', ['-d', `--test=${family}.*`, url], {
+  const urls = family === 'SCSI' ? [url, url] : [url];
+  const res = await run('iscsi-test-cu', ['-d', `--test=${family}.*`, ...urls], {
     timeoutMs: FAMILY_TIMEOUT_MS[family] ?? 10 * 60_000,
     logFile,
   });
