@@ -10,7 +10,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statfsSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statfsSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FileStore } from '../../src/backing/file-store';
@@ -82,6 +82,8 @@ function randomFile(path: string, size: number): void {
     block.writeUInt32LE(off / block.length, 0);
     writeSync(fd, block, 0, Math.min(block.length, size - off), off);
   }
+  // On disk before the copy: a clone first writes back dirty source pages, which is not what we time.
+  fsyncSync(fd);
   closeSync(fd);
 }
 
