@@ -34,7 +34,12 @@ import {
 
 export type CopyMode = 'auto' | 'no-clone' | 'buffered';
 
-/** FileStore's copyRange options: the port's, plus knobs for tests and benchmarks. */
+/**
+ * FileStore's copyRange options: the port's, plus knobs for tests and
+ * benchmarks. onProgress counts a prefix of the range (a suffix when an
+ * overlapping copy within one file walks backwards), so its last value
+ * before a rejection is what was done.
+ */
 export interface FileCopyRangeOptions extends CopyRangeOptions {
   /** 'auto' (default): clone, copy_file_range, buffers; 'no-clone': skip FICLONERANGE; 'buffered': buffers only. */
   mode?: CopyMode;
@@ -264,54 +269,67 @@ class RangeCopier {
   }
 
   /**
-   * One chunk of source data [pos, pos+len): clone the aligned middle; the
-   * rest (all of it when the clone did not work) by copy_file_range, else by
-   * buffers, in pieces of at most `chunk` with progress and abort between.
-   * The chunk's source and destination never overlap when the kernel is
-   * used, so the order of its parts does not matter.
+   * One chunk of source data [pos, pos+len), in three parts taken in the
+   * copy's direction (so progress always counts a prefix, or a suffix when
+   * walking backwards): the unaligned head, the block-aligned middle (cloned
+   * when the filesystem shares extents), the unaligned tail. What is not
+   * cloned goes by copy_file_range, else by buffers, in pieces of at most
+   * `chunk` with progress and abort between. The chunk's source and
+   * destination never overlap when the kernel is used.
    */
   private async data(pos: number, len: number): Promise<void> {
     throwIfAborted(this.signal);
-    let todo: Array<[number, number]> = [[pos, len]];
-    if (this.clone) {
-      const mid = await this.tryClone(pos, len);
-      if (mid) {
-        this.progress(mid[1] - mid[0]);
-        todo = [];
-        if (mid[0] > pos) todo.push([pos, mid[0] - pos]);
-        if (pos + len > mid[1]) todo.push([mid[1], pos + len - mid[1]]);
+    const end = pos + len;
+    const mid = this.clone ? this.cloneable(pos, len) : null;
+    const parts: Array<[number, number, boolean]> = mid
+      ? [[pos, mid[0], false], [mid[0], mid[1], true], [mid[1], end, false]]
+      : [[pos, end, false]];
+    if (this.backward) parts.reverse();
+    for (const [lo, hi, clone] of parts) {
+      if (hi <= lo) continue;
+      if (clone && this.clone && (await this.tryClone(lo, hi - lo))) {
+        this.progress(hi - lo);
+        continue;
       }
-    }
-    for (const [p, n] of todo) {
-      for (let off = 0; off < n; ) {
-        const k = Math.min(this.chunk, n - off);
-        const q = this.backward ? p + n - off - k : p + off;
-        if (off > 0) throwIfAborted(this.signal);
-        const done = this.kernel ? await this.kernelCopy(q, k) : 0;
-        if (done < k) await this.buffered(q + done, q + done + this.delta, k - done);
-        this.progress(k);
-        off += k;
-      }
+      await this.copy(lo, hi - lo);
     }
   }
 
-  /** FICLONERANGE of the block-aligned middle of [pos, pos+len): the cloned source range, or null. */
-  private async tryClone(pos: number, len: number): Promise<[number, number] | null> {
-    const dst = this.dstFile!;
-    const bs = Math.max(4096, this.src.blksize, dst.blksize);
+  /** The block-aligned middle of [pos, pos+len) that a clone could share, or null. */
+  private cloneable(pos: number, len: number): [number, number] | null {
+    const bs = Math.max(4096, this.src.blksize, this.dstFile!.blksize);
     const mod = (x: number) => ((x % bs) + bs) % bs;
     if (mod(pos) !== mod(pos + this.delta)) return null; // source and destination blocks never line up
     const a = Math.ceil(pos / bs) * bs;
     const b = Math.floor((pos + len) / bs) * bs;
-    if (b <= a) return null;
-    const { res, errno } = await this.libc!.cloneRangeAsync(this.src.fd, a, b - a, dst.fd, a + this.delta);
+    return b > a ? [a, b] : null;
+  }
+
+  /** FICLONERANGE [pos, pos+len) (block-aligned) to pos+delta. False: not cloned, copy it. */
+  private async tryClone(pos: number, len: number): Promise<boolean> {
+    const dst = this.dstFile!;
+    const { res, errno } = await this.libc!.cloneRangeAsync(this.src.fd, pos, len, dst.fd, pos + this.delta);
     if (res === 0) {
-      this.result.cloned += b - a;
-      return [a, b];
+      this.result.cloned += len;
+      return true;
     }
     if (CLONE_FATAL.has(errno)) throw errnoError('ioctl(FICLONERANGE)', errno, dst.path);
+    // EINVAL (alignment or a filesystem rule), EINTR, EAGAIN: just this part. Anything else: no more clones.
     if (errno !== EINVAL && errno !== EINTR && errno !== EAGAIN) this.clone = false;
-    return null; // copy_file_range does this chunk (EINVAL: alignment or a filesystem rule)
+    return false;
+  }
+
+  /** [pos, pos+len) by copy_file_range, else buffers, in pieces of `chunk` in the copy's direction. */
+  private async copy(pos: number, len: number): Promise<void> {
+    for (let off = 0; off < len; ) {
+      const k = Math.min(this.chunk, len - off);
+      const q = this.backward ? pos + len - off - k : pos + off;
+      if (off > 0) throwIfAborted(this.signal);
+      const done = this.kernel ? await this.kernelCopy(q, k) : 0;
+      if (done < k) await this.buffered(q + done, q + done + this.delta, k - done);
+      this.progress(k);
+      off += k;
+    }
   }
 
   /**
