@@ -132,4 +132,19 @@ describe('task abort', () => {
     expect(r.aborted).toBe(true);
     expect(store.writes).toBe(0);
   });
+
+  it('capacityChanged() (the resize hook) -> 6/2A/09 CAPACITY DATA HAS CHANGED for every nexus', async () => {
+    const device = makeDevice();
+    const a = nexus();
+    const b = nexus();
+    for (const n of [a, b]) {
+      device.attachNexus(n);
+      await device.execute(task(TUR, { nexus: n }));
+    }
+    device.logicalUnit(0)!.capacityChanged();
+    for (const n of [a, b]) {
+      const s = senseOf(await device.execute(task(TUR, { nexus: n })));
+      expect([s.key, s.asc, s.ascq]).toEqual([6, 0x2a, 0x09]);
+    }
+  });
 });
