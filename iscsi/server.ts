@@ -156,8 +156,11 @@ export class IscsiServer implements ServerContext {
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    // net.Server.close() stops accepting at once but calls back only when every
+    // accepted socket has ended: end the connections before waiting for it.
+    const listening = this.servers.map((s) => new Promise<void>((r) => s.close(() => r())));
     await Promise.all([...this.connections].map((c) => c.shutdown('server shutdown')));
+    await Promise.all(listening);
   }
 
   /** Live sessions (status, tests). */
