@@ -253,13 +253,13 @@ export class Connection implements DataSolicitor {
       case InitiatorOpcode.NOP_OUT:
         return this.onNopOut(pdu);
       case InitiatorOpcode.TASK_MGMT_REQUEST:
-        return this.admitCommand(pdu, () => void this.onTaskManagement(Buffer.from(bhs)));
+        return void this.admitCommand(pdu, () => void this.onTaskManagement(Buffer.from(bhs)));
       case InitiatorOpcode.TEXT_REQUEST: {
         const copy = { bhs: Buffer.from(bhs), ahs: Buffer.alloc(0), data: Buffer.from(pdu.data) };
-        return this.admitCommand(pdu, () => this.onTextRequest(copy));
+        return void this.admitCommand(pdu, () => this.onTextRequest(copy));
       }
       case InitiatorOpcode.LOGOUT_REQUEST:
-        return this.admitCommand(pdu, () => void this.onLogout(Buffer.from(bhs)));
+        return void this.admitCommand(pdu, () => void this.onLogout(Buffer.from(bhs)));
       case InitiatorOpcode.LOGIN_REQUEST:
         // A login in full feature phase is a protocol error (RFC 7143 §6.2).
         this.reject(bhs, RejectReason.PROTOCOL_ERROR);
@@ -274,12 +274,12 @@ export class Connection implements DataSolicitor {
     }
   }
 
-  /** Run `deliver` in CmdSN order (immediate PDUs at once). */
-  private admitCommand(pdu: Pdu, deliver: () => void): void {
+  /** Run `deliver` in CmdSN order (immediate PDUs at once). 'discard': it will never run. */
+  private admitCommand(pdu: Pdu, deliver: () => void): 'deliver-now' | 'held' | 'discard' {
     const session = this.session!;
     if (isImmediate(pdu.bhs)) {
       deliver();
-      return;
+      return 'deliver-now';
     }
     const verdict = session.admit(cmdSnOf(pdu.bhs), deliver);
     if (verdict === 'deliver-now') {
@@ -288,6 +288,7 @@ export class Connection implements DataSolicitor {
     } else if (verdict === 'discard') {
       this.log.debug({ cmdSN: cmdSnOf(pdu.bhs), expCmdSN: session.expCmdSN, maxCmdSN: session.maxCmdSN }, 'CmdSN outside window: discarded');
     }
+    return verdict;
   }
 
   // ---- SCSI Command -----------------------------------------------------
@@ -365,17 +366,26 @@ export class Connection implements DataSolicitor {
       }
     }
     this.tasks.set(itt, task);
-    this.admitCommand(pdu, () => void this.executeTask(task));
+    // A discarded command leaves nothing behind: not its ITT, not its write buffer.
+    if (this.admitCommand(pdu, () => void this.executeTask(task)) === 'discard') this.finishTask(task);
   }
 
   private async executeTask(task: IscsiTask): Promise<void> {
     const session = this.session!;
     task.delivered = true;
     session.taskStarted();
+    // The slot is free once status is decided, so the status PDU itself
+    // advertises the reopened window (RFC 7143 §4.2.2.1).
+    let counted = true;
+    const release = (): void => {
+      if (counted) session.taskFinished();
+      counted = false;
+    };
     try {
       if (task.signal.aborted) return;
       if (task.isWrite && task.expectedDataTransferLength > 0 && !task.writeBuf) {
         // EDTL beyond what we reserve memory for: refuse before taking the data.
+        release();
         this.sendScsiResponse(task, ScsiStatus.CHECK_CONDITION, this.ctx.senseForOversizedWrite(), 0, 0);
         return;
       }
@@ -383,6 +393,7 @@ export class Connection implements DataSolicitor {
       if (result.aborted || task.signal.aborted || this.state === 'closed') return;
       if (result.dataIn && result.dataIn.length > 0 && task.expectedDataTransferLength > 0) {
         const produced = result.dataInLength ?? result.dataIn.reduce((n, b) => n + b.length, 0);
+        release();
         this.sendDataIn(task, result.dataIn, produced, result.status, result.sense);
         return;
       }
@@ -399,12 +410,13 @@ export class Connection implements DataSolicitor {
           resid = moved - edtl;
         }
       }
+      release();
       this.sendScsiResponse(task, result.status, result.sense, rflags, resid);
     } catch (err) {
       if (!(err instanceof TransportError)) this.log.error({ err, itt: task.itt }, 'task failed unexpectedly');
     } finally {
       this.finishTask(task);
-      session.taskFinished();
+      release();
     }
   }
 

@@ -68,7 +68,8 @@ export class Session {
    */
   admit(cmdSN: number, deliver: () => void): 'deliver-now' | 'held' | 'discard' {
     cmdSN >>>= 0;
-    if (cmdSN === this.expCmdSN) {
+    // A full queue closes the window (MaxCmdSN = ExpCmdSN - 1): even the next CmdSN is outside it.
+    if (cmdSN === this.expCmdSN && snLessOrEqual(cmdSN, this.maxCmdSNValue)) {
       this.expCmdSN = snAdd(this.expCmdSN, 1);
       return 'deliver-now';
     }
