@@ -96,6 +96,13 @@ interface PersistedLu {
 
 const MAX_QUEUED_UAS = 16;
 
+/**
+ * Runs before a write lands on bytes [offset, offset+length) of the LU, while
+ * the writer holds that range of `writeLock`. Point-in-time ROD tokens use it
+ * to save (or account for) what is about to change (scsi/copy/token-store.ts).
+ */
+export type WriteGuard = (lu: LogicalUnit, offset: number, length: number) => Promise<void>;
+
 export class LogicalUnit {
   readonly lun: number;
   readonly store: BackingStore;
@@ -112,6 +119,7 @@ export class LogicalUnit {
   /** Attached I_T nexuses (UA delivery to registrations). */
   private readonly nexuses = new Map<string, ItNexus>();
   private persisting: Promise<void> = Promise.resolve();
+  private readonly writeGuards = new Set<WriteGuard>();
 
   constructor(options: LogicalUnitOptions) {
     const { store, identity } = options;
@@ -206,6 +214,24 @@ export class LogicalUnit {
     if (this.store.readOnly) throw new SenseError('WRITE_PROTECTED');
   }
 
+  addWriteGuard(guard: WriteGuard): void {
+    this.writeGuards.add(guard);
+  }
+
+  removeWriteGuard(guard: WriteGuard): void {
+    this.writeGuards.delete(guard);
+  }
+
+  /**
+   * The one call every path that changes the medium makes, holding the
+   * range's write lock, before its bytes change (WRITE, WRITE SAME, UNMAP,
+   * COMPARE AND WRITE, EXTENDED COPY and WRITE USING TOKEN destinations).
+   */
+  async beforeWrite(offset: number, length: number): Promise<void> {
+    if (this.writeGuards.size === 0 || length <= 0) return;
+    for (const guard of [...this.writeGuards]) await guard(this, offset, length);
+  }
+
   /** Read whole blocks, mapping store failures to sense. */
   async readBlocks(lba: bigint, count: number): Promise<Buffer> {
     try {
@@ -221,6 +247,7 @@ export class LogicalUnit {
    */
   async writeBlocks(lba: bigint, data: Buffer, fua: boolean): Promise<void> {
     const durable = fua || !this.mode.writeCacheEnabled;
+    await this.beforeWrite(Number(lba) * this.blockSize, data.length);
     try {
       await this.store.write(Number(lba) * this.blockSize, data, { fua: durable && this.store.supportsFua });
       if (durable && !this.store.supportsFua) await this.store.flush();

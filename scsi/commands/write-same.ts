@@ -19,6 +19,7 @@ export function decodeWriteSame(cdb: Buffer): { lba: bigint; blocks: number; unm
 /** Deallocate whole blocks; the store zero-fills partial filesystem blocks itself. */
 export async function deallocate(lu: LogicalUnit, lba: bigint, blocks: bigint): Promise<void> {
   if (blocks === 0n) return;
+  await lu.beforeWrite(Number(lba) * lu.blockSize, Number(blocks) * lu.blockSize);
   try {
     await lu.store.punchHole(Number(lba) * lu.blockSize, Number(blocks) * lu.blockSize);
   } catch (err) {

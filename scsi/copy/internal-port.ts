@@ -86,6 +86,7 @@ export async function moveBytes(src: LogicalUnit, dst: LogicalUnit, srcOffset: n
   const lastLba = (BigInt(dstOffset + length) + bs - 1n) / bs;
   const release = await dst.writeLock.acquire(firstLba, lastLba - firstLba);
   try {
+    await dst.beforeWrite(dstOffset, length); // point-in-time tokens covering the destination save first
     const sameStore = src.store === dst.store;
     const overlaps = sameStore && srcOffset < dstOffset + length && dstOffset < srcOffset + length;
     if (!overlaps && src.store.copyRange) {
@@ -129,6 +130,7 @@ async function bufferedMove(src: LogicalUnit, dst: LogicalUnit, srcOffset: numbe
 /** Zeros after a padded residue (PAD=1), up to the end of the destination block. */
 export async function writeZeros(dst: LogicalUnit, offset: number, length: number): Promise<void> {
   if (length === 0) return;
+  await dst.beforeWrite(offset, length);
   try {
     await dst.store.write(offset, Buffer.alloc(length));
   } catch (err) {
