@@ -288,6 +288,8 @@ export interface TargetOptions {
   startTimeoutMs?: number;
   /** xcopyd only: reuse this data directory (e.g. to check that data survives a restart). */
   dataDir?: string;
+  /** xcopyd only: physical block size of the LUNs (4096 makes 512e LUNs, LBPPB 8). */
+  physicalBlockSize?: number;
 }
 
 export interface StopResult {
@@ -334,15 +336,16 @@ function makeUrl(port: number, iqn: string, chap: ChapSecret | undefined) {
 }
 
 /** The YAML config contract assumed for `--config` (see README / report). */
-export function xcopydConfigYaml(iqn: string, lunSize: number, chap?: ChapSecret): string {
+export function xcopydConfigYaml(iqn: string, lunSize: number, chap?: ChapSecret, physicalBlockSize?: number): string {
   const size = lunSize % GiB === 0 ? `${lunSize / GiB}GiB` : `${lunSize}`;
+  const pbs = physicalBlockSize ? `, physicalBlockSize: ${physicalBlockSize}` : '';
   return [
     'targets:',
     `  - iqn: ${iqn}`,
     ...(chap ? [`    chap: { user: ${chap.user}, secret: ${chap.secret} }`] : []),
     '    luns:',
-    `      - { lun: 0, path: lun0.img, size: ${size} }`,
-    `      - { lun: 1, path: lun1.img, size: ${size} }`,
+    `      - { lun: 0, path: lun0.img, size: ${size}${pbs} }`,
+    `      - { lun: 1, path: lun1.img, size: ${size}${pbs} }`,
     '',
   ].join('\n');
 }
@@ -360,9 +363,9 @@ async function startXcopyd(opts: TargetOptions): Promise<Target> {
     const port = await freePort();
     const args = ['-r', 'ts-node/register/transpile-only', path.join('src', 'main.ts')];
     args.push('--listen', `127.0.0.1:${port}`, '--data-dir', dataDir);
-    if (opts.chap || lunSize !== GiB) {
+    if (opts.chap || lunSize !== GiB || opts.physicalBlockSize) {
       const cfg = path.join(runDir, 'xcopyd.yaml');
-      fs.writeFileSync(cfg, xcopydConfigYaml(DEFAULT_IQN, lunSize, opts.chap));
+      fs.writeFileSync(cfg, xcopydConfigYaml(DEFAULT_IQN, lunSize, opts.chap, opts.physicalBlockSize));
       args.push('--config', cfg);
     }
     const fd = fs.openSync(logFile, 'a');
