@@ -25,9 +25,17 @@ export interface LibC {
   copyFileRangeAsync(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number): Promise<SysResult>;
   /** ioctl(dstFd, FICLONERANGE, {srcFd, srcOffset, length, dstOffset}); length 0 means "to the source's EOF". */
   cloneRangeAsync(srcFd: number, srcOffset: number, length: number, dstFd: number, dstOffset: number): Promise<SysResult>;
+  /**
+   * preadv2(fd, {buf, len}, 1, offset, RWF_NOWAIT) on the calling thread: reads
+   * only what is already in the page cache and returns -1/EAGAIN instead of
+   * waiting for the disk, so it never blocks the event loop on I/O.
+   */
+  preadNowait(fd: number, buf: Buffer, offset: number, length: number): SysResult;
 }
 
 export const SEEK_DATA = 3;
+/** RWF_NOWAIT, linux/fs.h */
+export const RWF_NOWAIT = 0x08;
 export const SEEK_HOLE = 4;
 export const FALLOC_FL_KEEP_SIZE = 0x01;
 export const FALLOC_FL_PUNCH_HOLE = 0x02;
@@ -80,6 +88,8 @@ export function loadLibC(): LibC | null {
     // asynchronously; a third fixed pointer argument is the same call on the
     // Linux ABIs (x86-64, aarch64) for integer and pointer arguments.
     const ioctl = lib.func('ioctl', 'int', ['int', 'unsigned long', koffi.pointer(fileCloneRange)]);
+    const iovec = koffi.struct({ base: 'void *', len: 'size_t' });
+    const preadv2 = lib.func('preadv2', 'intptr_t', ['int', koffi.pointer(iovec), 'int', 'int64_t', 'int']);
 
     const async = (fn: { async: (...a: unknown[]) => void }, ...args: unknown[]): Promise<SysResult> =>
       new Promise((resolve, reject) => {
@@ -100,6 +110,10 @@ export function loadLibC(): LibC | null {
       lseekAsync: (fd, offset, whence) => async(lseek, fd, offset, whence),
       fallocateAsync: (fd, mode, offset, len) => async(fallocate, fd, mode, offset, len),
       copyFileRangeAsync: (fdIn, offIn, fdOut, offOut, len) => async(copyFileRange, fdIn, [offIn], fdOut, [offOut], len, 0),
+      preadNowait: (fd, buf, offset, length) => {
+        const r = toNumber(preadv2(fd, { base: buf, len: length }, 1, offset, RWF_NOWAIT));
+        return { res: r, errno: r < 0 ? koffi.errno() : 0 };
+      },
       cloneRangeAsync: (srcFd, srcOffset, length, dstFd, dstOffset) =>
         async(ioctl, dstFd, FICLONERANGE, { src_fd: srcFd, src_offset: srcOffset, src_length: length, dest_offset: dstOffset }),
     };

@@ -2,6 +2,10 @@ import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FileStore } from '../../src/backing/file-store';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import crypto from 'node:crypto';
 
 describe('FileStore', () => {
   let dir: string;
@@ -74,6 +78,26 @@ describe('FileStore', () => {
       expect(await s.seekData(6 * mib)).toBe(16 * mib); // ENXIO: no data after -> end
     } finally {
       await s.close();
+    }
+  });
+});
+
+describe('page-cache fast path (RWF_NOWAIT)', () => {
+  it('reads what was written, cached or not, in every size up to and past the fast-path limit', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xcopyd-nowait-'));
+    const store = await FileStore.open({ path: path.join(dir, 'lu.img'), sizeBytes: 8 * 1024 * 1024 });
+    try {
+      const data = crypto.randomBytes(1024 * 1024);
+      await store.write(4096, data);
+      for (const len of [512, 4096, 65536, 256 * 1024, 256 * 1024 + 512, 1024 * 1024]) {
+        const got = await store.read(4096, len);
+        expect(got.equals(data.subarray(0, len))).toBe(true);
+      }
+      // A hole reads as zeros through the fast path too.
+      expect((await store.read(4 * 1024 * 1024, 4096)).equals(Buffer.alloc(4096))).toBe(true);
+    } finally {
+      await store.close();
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });
