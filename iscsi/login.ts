@@ -10,6 +10,8 @@ import { FLAG_C, FLAG_T, LoginField, cmdSnOf, encodeLoginResponse, expStatSnOf, 
 import { TextAccumulator, encodeTextKeys, parseTextKeys, type TextPair } from './text';
 import {
   DEFAULT_TARGET_KEY_CONFIG,
+  LOGIN_STATUS,
+  type LoginStatus,
   NegotiationState,
   createNegotiationState,
   negotiateOperational,
@@ -23,26 +25,7 @@ import { initiatorMaySee } from './discovery';
 import type { ChapCredentials, NegotiatedParams, TargetEntry } from './types';
 import type { ItNexus } from '../scsi/types';
 
-/** Login status class/detail (RFC 7143 §11.13.5). */
-export const LoginStatus = {
-  SUCCESS: [0, 0],
-  INITIATOR_ERROR: [2, 0x00],
-  AUTH_FAILURE: [2, 0x01],
-  AUTHORIZATION_FAILURE: [2, 0x02],
-  NOT_FOUND: [2, 0x03],
-  TARGET_REMOVED: [2, 0x04],
-  UNSUPPORTED_VERSION: [2, 0x05],
-  TOO_MANY_CONNECTIONS: [2, 0x06],
-  MISSING_PARAMETER: [2, 0x07],
-  CANT_INCLUDE_IN_SESSION: [2, 0x08],
-  SESSION_TYPE_NOT_SUPPORTED: [2, 0x09],
-  SESSION_DOES_NOT_EXIST: [2, 0x0a],
-  INVALID_DURING_LOGIN: [2, 0x0b],
-  TARGET_ERROR: [3, 0x00],
-  SERVICE_UNAVAILABLE: [3, 0x01],
-  OUT_OF_RESOURCES: [3, 0x02],
-} as const;
-type Status = readonly [number, number];
+type Status = LoginStatus;
 
 const STAGE_SECURITY = 0;
 const STAGE_OPERATIONAL = 1;
@@ -110,27 +93,27 @@ export class LoginNegotiator {
       const vmax = bhs[LoginField.VERSION_MAX];
       const vmin = bhs[LoginField.VERSION_MIN];
       // We speak version 0 only (RFC 7143 §11.12.4).
-      if (vmin > 0 || vmax < vmin) return this.fail(itt, csg, LoginStatus.UNSUPPORTED_VERSION, 'unsupported version');
+      if (vmin > 0 || vmax < vmin) return this.fail(itt, csg, LOGIN_STATUS.UNSUPPORTED_VERSION, 'unsupported version');
     } else if (!bhs.subarray(LoginField.ISID, LoginField.ISID + 6).equals(this.isid)) {
-      return this.fail(itt, csg, LoginStatus.INITIATOR_ERROR, 'ISID changed during login');
+      return this.fail(itt, csg, LOGIN_STATUS.INITIATOR_ERROR, 'ISID changed during login');
     }
     if (csg === 2 || (transit && (nsg === 2 || nsg <= csg && !(csg === STAGE_FULL_FEATURE)))) {
-      return this.fail(itt, csg, LoginStatus.INITIATOR_ERROR, `bad stage transition ${csg}->${nsg}`);
+      return this.fail(itt, csg, LOGIN_STATUS.INITIATOR_ERROR, `bad stage transition ${csg}->${nsg}`);
     }
-    if (transit && cont) return this.fail(itt, csg, LoginStatus.INITIATOR_ERROR, 'T and C both set');
+    if (transit && cont) return this.fail(itt, csg, LOGIN_STATUS.INITIATOR_ERROR, 'T and C both set');
     if (csg !== this.stage) {
       if (csg === STAGE_OPERATIONAL && this.stage === STAGE_SECURITY && this.authenticated) this.stage = csg;
-      else return this.fail(itt, csg, LoginStatus.INITIATOR_ERROR, `unexpected stage ${csg}`);
+      else return this.fail(itt, csg, LOGIN_STATUS.INITIATOR_ERROR, `unexpected stage ${csg}`);
     }
 
     const acc = this.text.push(pdu.data, cont);
-    if (acc.status === 'error') return this.fail(itt, csg, LoginStatus.INITIATOR_ERROR, acc.reason);
+    if (acc.status === 'error') return this.fail(itt, csg, LOGIN_STATUS.INITIATOR_ERROR, acc.reason);
     if (acc.status === 'partial') {
       // Acknowledge a partial text with an empty response (RFC 7143 §6.3, C bit).
       return this.respond(itt, csg, false, 0, []);
     }
     const parsed = parseTextKeys(acc.data);
-    if (!parsed.ok) return this.fail(itt, csg, LoginStatus.INITIATOR_ERROR, parsed.reason);
+    if (!parsed.ok) return this.fail(itt, csg, LOGIN_STATUS.INITIATOR_ERROR, parsed.reason);
     const keys = parsed.pairs;
 
     if (!this.initiatorName) {
@@ -148,7 +131,7 @@ export class LoginNegotiator {
     });
     if (negotiated.error) {
       const e = negotiated.error;
-      return this.fail(itt, csg, [e.statusClass, e.statusDetail], e.reason);
+      return this.fail(itt, csg, e, e.reason);
     }
     if (!this.initiatorName) {
       const err = this.identify();
@@ -159,13 +142,13 @@ export class LoginNegotiator {
       const r = this.security(keys, answers);
       if (r === 'fail') {
         await delay(this.ctx.limits.authFailureDelayMs);
-        return this.fail(itt, csg, LoginStatus.AUTH_FAILURE, 'authentication failed');
+        return this.fail(itt, csg, LOGIN_STATUS.AUTHENTICATION_FAILURE, 'authentication failed');
       }
-      if (r === 'initiator-error') return this.fail(itt, csg, LoginStatus.INITIATOR_ERROR, 'bad security keys');
+      if (r === 'initiator-error') return this.fail(itt, csg, LOGIN_STATUS.INITIATOR_ERROR, 'bad security keys');
       if (!this.authenticated) nsg = csg; // cannot leave the security stage yet
     } else if (this.chapRequired && !this.authenticated) {
       await delay(this.ctx.limits.authFailureDelayMs);
-      return this.fail(itt, csg, LoginStatus.AUTH_FAILURE, 'authentication required');
+      return this.fail(itt, csg, LOGIN_STATUS.AUTHENTICATION_FAILURE, 'authentication required');
     } else {
       this.authenticated = true;
     }
@@ -187,8 +170,8 @@ export class LoginNegotiator {
     this.conn.log.info({ initiator: this.initiatorName, sessionType: this.sessionType }, 'login');
     if (this.sessionType === 'Normal') {
       const t = this.ctx.findTarget(st.targetName!);
-      if (!t) return [LoginStatus.NOT_FOUND, `no target ${st.targetName}`];
-      if (!initiatorMaySee(t, this.initiatorName)) return [LoginStatus.AUTHORIZATION_FAILURE, 'initiator not allowed'];
+      if (!t) return [LOGIN_STATUS.TARGET_NOT_FOUND, `no target ${st.targetName}`];
+      if (!initiatorMaySee(t, this.initiatorName)) return [LOGIN_STATUS.AUTHORIZATION_FAILURE, 'initiator not allowed'];
       this.target = t;
       this.chapRequired = t.chap;
     } else {
@@ -196,12 +179,12 @@ export class LoginNegotiator {
     }
     if (this.tsihRequested !== 0) {
       // Adding a connection to an existing session: MaxConnections is 1 (RFC 7143 §6.3.1).
-      if (!this.ctx.registry.get(this.tsihRequested)) return [LoginStatus.SESSION_DOES_NOT_EXIST, 'no such TSIH'];
-      return [LoginStatus.TOO_MANY_CONNECTIONS, 'one connection per session'];
+      if (!this.ctx.registry.get(this.tsihRequested)) return [LOGIN_STATUS.SESSION_DOES_NOT_EXIST, 'no such TSIH'];
+      return [LOGIN_STATUS.TOO_MANY_CONNECTIONS, 'one connection per session'];
     }
     if (this.ctx.registry.size >= this.ctx.limits.maxSessions ||
         this.ctx.registry.countFor(this.initiatorName) >= this.ctx.limits.maxSessionsPerInitiator) {
-      return [LoginStatus.OUT_OF_RESOURCES, 'session limit reached'];
+      return [LOGIN_STATUS.OUT_OF_RESOURCES, 'session limit reached'];
     }
     return null;
   }
@@ -315,7 +298,7 @@ export class LoginNegotiator {
   }
 
   private fail(itt: number, csg: number, status: Status, why: string): void {
-    this.conn.log.warn({ statusClass: status[0], statusDetail: status[1], why }, 'login rejected');
+    this.conn.log.warn({ statusClass: status.statusClass, statusDetail: status.statusDetail, why }, 'login rejected');
     const sn = this.conn.nextStatSN();
     sn.expCmdSN = this.firstCmdSN;
     sn.maxCmdSN = this.firstCmdSN;
@@ -330,8 +313,8 @@ export class LoginNegotiator {
         isid: this.isid,
         tsih: 0,
         itt,
-        statusClass: status[0],
-        statusDetail: status[1],
+        statusClass: status.statusClass,
+        statusDetail: status.statusDetail,
         dataLength: 0,
       },
       sn,
