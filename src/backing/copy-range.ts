@@ -13,7 +13,8 @@
  *      old kernel) or when the destination is not a file, pread/pwrite through
  *      the shared pool of buffers: `buffered`.
  * Source holes (SEEK_DATA/SEEK_HOLE) are punched in the destination
- * (PUNCH_HOLE|KEEP_SIZE) instead of copied: `holes`.
+ * (PUNCH_HOLE|KEEP_SIZE) instead of copied: `holes`. A destination that
+ * cannot deallocate (a block device) gets written zeros, counted `buffered`.
  *
  * Within one file, overlapping ranges behave like memmove: the range is
  * walked backwards when the destination lies above the source, and no single
