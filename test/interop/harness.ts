@@ -97,6 +97,30 @@ export function requireFile(file: string, what: string): boolean {
 }
 
 /** `describe` or `describe.skip`, decided at collection time. */
+/** Path of the Linux-initiator VM runner (../shared/tools/linux-initiator/run.sh). */
+export const LINUX_INITIATOR_RUN_SH = path.join(LINUX_INITIATOR_DIR, 'run.sh');
+
+/**
+ * Everything a Linux-initiator VM test needs: the tool, root (run.sh uses
+ * `unshare -n` for the VM's network namespace), QEMU and the relay tools, and
+ * a target to test. Missing pieces skip loudly, or fail under CI=true.
+ */
+export function requireLinuxInitiatorVm(): boolean {
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  return (
+    requireFile(LINUX_INITIATOR_RUN_SH, 'the linux-initiator tool (../shared/tools/linux-initiator)') &&
+    (isRoot || missingPrerequisite('root (run.sh needs unshare -n for the VM network namespace)', 'run as root')) &&
+    requireTools([
+      ['qemu-system-x86_64', 'qemu-system-x86'],
+      ['socat', 'socat'],
+      ['cpio', 'cpio'],
+      ['unshare', 'util-linux'],
+      ['ip', 'iproute2'],
+    ]) &&
+    requireTarget()
+  );
+}
+
 export function describeIf(ok: boolean): jest.Describe {
   return ok ? describe : describe.skip;
 }

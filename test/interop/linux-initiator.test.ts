@@ -13,38 +13,25 @@
 import * as path from 'node:path';
 import {
   describeIf,
-  LINUX_INITIATOR_DIR,
   md5File,
-  missingPrerequisite,
-  requireFile,
-  requireTarget,
-  requireTools,
   run,
   startTarget,
   writeRandomFile,
   type ChapSecret,
   type Target,
+  requireLinuxInitiatorVm,
+  LINUX_INITIATOR_RUN_SH,
 } from './harness';
 
 const DATA_MIB = 32;
 const VM_TIMEOUT_S = 300;
-const RUN_SH = path.join(LINUX_INITIATOR_DIR, 'run.sh');
+const RUN_SH = LINUX_INITIATOR_RUN_SH;
 const CMDS = path.join(__dirname, 'guest', 'write-relogin-read.sh');
 /** The CHAP contract with xcopyd's --config (see harness.xcopydConfigYaml). */
 const CHAP: ChapSecret = { user: 'harnessuser', secret: 'harnesssecret12' };
 
-const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 const ready =
-  requireFile(RUN_SH, 'the linux-initiator tool (../shared/tools/linux-initiator)') &&
-  (isRoot || missingPrerequisite('root (run.sh needs unshare -n for the VM network namespace)', 'run as root')) &&
-  requireTools([
-    ['qemu-system-x86_64', 'qemu-system-x86'],
-    ['socat', 'socat'],
-    ['cpio', 'cpio'],
-    ['unshare', 'util-linux'],
-    ['ip', 'iproute2'],
-  ]) &&
-  requireTarget();
+  requireLinuxInitiatorVm();
 
 interface VmRun {
   code: number | null;

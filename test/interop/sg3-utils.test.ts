@@ -14,25 +14,21 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FileStore } from '../../src/backing/file-store';
-import { describeIf, LINUX_INITIATOR_DIR, missingPrerequisite, requireFile, requireTarget, requireTools, run, startTarget } from './harness';
+import {
+  describeIf,
+  run,
+  startTarget,
+  requireLinuxInitiatorVm,
+  LINUX_INITIATOR_RUN_SH,
+} from './harness';
 
 const VM_TIMEOUT_S = 300;
-const RUN_SH = path.join(LINUX_INITIATOR_DIR, 'run.sh');
+const RUN_SH = LINUX_INITIATOR_RUN_SH;
 const CMDS = path.join(__dirname, 'guest', 'sg3-utils.sh');
 const BS = 512;
 
-const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 const ready =
-  requireFile(RUN_SH, 'the linux-initiator tool (../shared/tools/linux-initiator)') &&
-  (isRoot || missingPrerequisite('root (run.sh needs unshare -n for the VM network namespace)', 'run as root')) &&
-  requireTools([
-    ['qemu-system-x86_64', 'qemu-system-x86'],
-    ['socat', 'socat'],
-    ['cpio', 'cpio'],
-    ['unshare', 'util-linux'],
-    ['ip', 'iproute2'],
-  ]) &&
-  requireTarget();
+  requireLinuxInitiatorVm();
 
 describeIf(ready)('sg3_utils through the Linux kernel initiator', () => {
   it(

@@ -13,10 +13,7 @@ import * as path from 'node:path';
 import { formatCounts, formatNotPassed, parseCUnit } from './cunit';
 import {
   describeIf,
-  LINUX_INITIATOR_DIR,
   md5File,
-  missingPrerequisite,
-  requireFile,
   requireTarget,
   requireTool,
   requireTools,
@@ -24,6 +21,8 @@ import {
   startTarget,
   writeRandomFile,
   type Target,
+  requireLinuxInitiatorVm,
+  LINUX_INITIATOR_RUN_SH,
 } from './harness';
 
 const GiB = 1024 * 1024 * 1024;
@@ -118,20 +117,10 @@ describeIf(qemuReady)('qemu-img convert -C: 1 GiB LUN 0 -> LUN 1 offloaded', () 
 
 const DATA_MIB = 32;
 const VM_TIMEOUT_S = 420;
-const RUN_SH = path.join(LINUX_INITIATOR_DIR, 'run.sh');
-const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+const RUN_SH = LINUX_INITIATOR_RUN_SH;
 const vmReady =
   xcopydOnly &&
-  requireFile(RUN_SH, 'the linux-initiator tool (../shared/tools/linux-initiator)') &&
-  (isRoot || missingPrerequisite('root (run.sh needs unshare -n for the VM network namespace)', 'run as root')) &&
-  requireTools([
-    ['qemu-system-x86_64', 'qemu-system-x86'],
-    ['socat', 'socat'],
-    ['cpio', 'cpio'],
-    ['unshare', 'util-linux'],
-    ['ip', 'iproute2'],
-  ]) &&
-  requireTarget();
+  requireLinuxInitiatorVm();
 
 describeIf(vmReady)('Linux kernel initiator: sg_xcopy and ddpt --xcopy', () => {
   it(
