@@ -470,7 +470,7 @@ export class Connection implements DataSolicitor {
       resid = produced - edtl;
     }
     const statusInData = status === ScsiStatus.GOOD && !sense;
-    const mrdsl = params.initiatorMaxRecvDataSegmentLength;
+    const mrdsl = params.maxRecvDataSegmentLength;
     const burst = params.maxBurstLength;
     let off = 0;
     let burstUsed = 0;
@@ -643,7 +643,7 @@ export class Connection implements DataSolicitor {
       if (!isImmediate(bhs)) this.reject(bhs, RejectReason.PROTOCOL_ERROR);
       return;
     }
-    const data = Buffer.from(pdu.data.subarray(0, this.params!.initiatorMaxRecvDataSegmentLength));
+    const data = Buffer.from(pdu.data.subarray(0, this.params!.maxRecvDataSegmentLength));
     const lun = Buffer.from(bhs.subarray(8, 16));
     this.admitCommand(pdu, () => {
       const h = encodeNopIn({ itt, ttt: NO_TAG, lun, dataLength: data.length }, this.snWithStatus());
@@ -740,7 +740,7 @@ export class Connection implements DataSolicitor {
     const itt = ittOf(bhs);
     const ttt = tttOf(bhs);
     const lun = Buffer.from(bhs.subarray(8, 16));
-    const mrdsl = this.params!.initiatorMaxRecvDataSegmentLength;
+    const mrdsl = this.params!.maxRecvDataSegmentLength;
     let body: Buffer;
     if (ttt !== NO_TAG) {
       if (!this.textContinuation || this.textContinuation.ttt !== ttt) {

@@ -22,7 +22,7 @@ import type { Connection } from './connection';
 import type { ServerContext } from './server';
 import { Session } from './session';
 import { initiatorMaySee } from './discovery';
-import type { ChapCredentials, NegotiatedParams, TargetEntry } from './types';
+import { NEGOTIATED_KEYS, type ChapCredentials, type NegotiatedParams, type TargetEntry } from './types';
 import type { ItNexus } from '../scsi/types';
 
 type Status = LoginStatus;
@@ -31,25 +31,11 @@ const STAGE_SECURITY = 0;
 const STAGE_OPERATIONAL = 1;
 const STAGE_FULL_FEATURE = 3;
 
-/** Map the negotiation result to the parameters the data path uses. */
+/** Snapshot of the negotiation result that the data path uses. */
 export function negotiatedParams(st: NegotiationState): NegotiatedParams {
-  return {
-    headerDigest: st.headerDigest,
-    dataDigest: st.dataDigest,
-    initiatorMaxRecvDataSegmentLength: st.maxRecvDataSegmentLength,
-    targetMaxRecvDataSegmentLength: st.targetMaxRecvDataSegmentLength,
-    maxBurstLength: st.maxBurstLength,
-    firstBurstLength: st.firstBurstLength,
-    initialR2T: st.initialR2T,
-    immediateData: st.immediateData,
-    maxOutstandingR2T: st.maxOutstandingR2T,
-    maxConnections: st.maxConnections,
-    dataPDUInOrder: st.dataPDUInOrder,
-    dataSequenceInOrder: st.dataSequenceInOrder,
-    errorRecoveryLevel: st.errorRecoveryLevel,
-    defaultTime2Wait: st.defaultTime2Wait,
-    defaultTime2Retain: st.defaultTime2Retain,
-  };
+  const out: Record<string, unknown> = {};
+  for (const k of NEGOTIATED_KEYS) out[k] = st[k];
+  return Object.freeze(out) as NegotiatedParams;
 }
 
 export class LoginNegotiator {

@@ -1,26 +1,32 @@
 /** Shapes shared by the iSCSI transport modules. */
 import type { ScsiDevice } from '../scsi/types';
+import type { NegotiationState } from './login-keys';
 
-/** Operational parameters in force for a connection/session after login (RFC 7143 §13). */
-export interface NegotiatedParams {
-  headerDigest: boolean;
-  dataDigest: boolean;
-  /** What the initiator can receive: bounds our Data-In/Text/NOP-In data segments. */
-  initiatorMaxRecvDataSegmentLength: number;
-  /** What we declared we can receive: bounds Data-Out and immediate data. */
-  targetMaxRecvDataSegmentLength: number;
-  maxBurstLength: number;
-  firstBurstLength: number;
-  initialR2T: boolean;
-  immediateData: boolean;
-  maxOutstandingR2T: number;
-  maxConnections: number;
-  dataPDUInOrder: boolean;
-  dataSequenceInOrder: boolean;
-  errorRecoveryLevel: number;
-  defaultTime2Wait: number;
-  defaultTime2Retain: number;
-}
+/** The operational keys that stay in force after login (RFC 7143 §13), as negotiated. */
+export const NEGOTIATED_KEYS = [
+  'headerDigest',
+  'dataDigest',
+  'maxRecvDataSegmentLength',
+  'targetMaxRecvDataSegmentLength',
+  'maxBurstLength',
+  'firstBurstLength',
+  'initialR2T',
+  'immediateData',
+  'maxOutstandingR2T',
+  'maxConnections',
+  'dataPDUInOrder',
+  'dataSequenceInOrder',
+  'errorRecoveryLevel',
+  'defaultTime2Wait',
+  'defaultTime2Retain',
+] as const;
+
+/**
+ * A frozen snapshot of the negotiation result for the data path.
+ * `maxRecvDataSegmentLength` is the initiator's (bounds what we send);
+ * `targetMaxRecvDataSegmentLength` is ours (bounds Data-Out and immediate data).
+ */
+export type NegotiatedParams = Readonly<Pick<NegotiationState, (typeof NEGOTIATED_KEYS)[number]>>;
 
 /** CHAP credentials: what the initiator must prove, and optionally what we prove back (mutual). */
 export interface ChapCredentials {
