@@ -4,6 +4,10 @@
  *   xcopyd [--config FILE] [--listen HOST:PORT]... [--data-dir DIR] [--log-level L]
  *   xcopyd --check-config FILE
  */
+// Copies (koffi .async copy_file_range) and file I/O share libuv's thread pool; the default
+// of 4 threads would let four long copy chunks stall host reads on every LUN. libuv reads
+// this once, at the pool's first use, so it must be set before any asynchronous fs call.
+process.env.UV_THREADPOOL_SIZE ??= '16';
 import { parseArgs } from 'node:util';
 import { ConfigError, defaultConfig, loadConfigFile, validateConfig, type Config } from './config';
 import { Daemon } from './daemon';
