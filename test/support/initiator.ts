@@ -527,8 +527,14 @@ export async function waitForPdu(c: TestInitiator, pred: (p: Pdu) => boolean, ti
   for (;;) {
     const left = deadline - Date.now();
     if (left <= 0) return null;
-    const p = answerPings ? await c.nextReply(left) : await c.next(left);
+    // c.next, not c.nextReply: pings every few hundred ms must not stretch the deadline.
+    const p = await c.next(left);
     if (!p) return null;
+    if (answerPings && isPing(p)) {
+      c.stray.push(p);
+      c.nopOut(p.bhs.readUInt32BE(20), NO_TAG, Buffer.alloc(0), true);
+      continue;
+    }
     if (pred(p)) return p;
     c.stray.push(p);
   }
