@@ -4,6 +4,7 @@ import type { ItNexus, ScsiStatus, ScsiTask } from './types';
 import type { LogicalUnit } from './logical-unit';
 import type { CommandEntry, CommandTable } from './command-table';
 import type { CopyManager } from './copy/copy-manager';
+import type { RodTokenStore } from './copy/token-store';
 
 /** Device-level services a handler may need (REPORT LUNS, REQUEST SENSE, RSOC, VPD 83h). */
 export interface DeviceServices {
@@ -18,6 +19,8 @@ export interface DeviceServices {
   lunsFor(nexus: ItNexus): number[];
   /** The device's copy manager (EXTENDED COPY, RECEIVE COPY RESULTS, COPY OPERATION ABORT). */
   readonly copyManager?: CopyManager;
+  /** ROD tokens (POPULATE TOKEN, WRITE USING TOKEN); shared by every device of a daemon. */
+  readonly rodTokens?: RodTokenStore;
   /**
    * Abort the tasks of `nexusKeys` on `lun` and wait until they have settled
    * (PREEMPT AND ABORT, SPC-5 5.14.12.3). The calling task is never among them.

@@ -42,6 +42,8 @@ import { ReservationConflict } from './reservations';
 import { VersionDescriptor } from './commands/inquiry';
 import { CopyManager } from './copy/copy-manager';
 import type { CopyScope } from './copy/cscd';
+import { RodTokenStore } from './copy/token-store';
+import { randomBytes } from 'node:crypto';
 
 export interface ScsiDeviceOptions {
   logger: Logger;
@@ -64,6 +66,12 @@ export interface ScsiDeviceOptions {
    * Default: the LUs of this device that lunsFor(nexus) lists.
    */
   copyScope?: CopyScope;
+  /**
+   * The ROD token store (one per daemon, so tokens work across targets
+   * within the copy scope; composer: src/daemon.ts with the secret from the
+   * data directory). Default: a store of this device with a random secret.
+   */
+  rodTokens?: RodTokenStore;
 }
 
 interface TaskRecord {
@@ -96,6 +104,8 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
   private readonly nexuses = new Map<string, ItNexus>();
   private readonly tasks = new Set<TaskRecord>();
   readonly copyManager: CopyManager;
+  readonly rodTokens: RodTokenStore;
+  private readonly ownsRodTokens: boolean;
   private closed = false;
 
   constructor(options: ScsiDeviceOptions) {
@@ -112,6 +122,8 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
       this.luMap.set(o.lun, new LogicalUnit(o));
     }
     this.copyManager = new CopyManager({ logger: this.logger.child({ component: 'copy-manager' }), device: this, scope: options.copyScope });
+    this.ownsRodTokens = options.rodTokens === undefined;
+    this.rodTokens = options.rodTokens ?? new RodTokenStore({ logger: this.logger.child({ component: 'rod-tokens' }), secret: randomBytes(32) });
   }
 
   /** The logical unit at `lun`, if any (tests, composer). */
@@ -345,6 +357,9 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
     this.closed = true;
     await Promise.all([...this.tasks].map((t) => t.settled));
     await this.copyManager.close();
+    // Tokens of these LUs cannot be used any more (reference 2.12: LU removed).
+    for (const lu of this.luMap.values()) this.rodTokens.cancelFor(lu);
+    if (this.ownsRodTokens) await this.rodTokens.close();
     const errors: unknown[] = [];
     for (const lu of this.luMap.values()) {
       try {

@@ -17,6 +17,9 @@ import { encodeSenseError, SenseError } from '../scsi/sense';
 import type { BackingStore } from '../scsi/backing-store';
 import { buildCopyScope, type ScopedTarget } from './copy-scope';
 import { eui64FromNaa } from './identity';
+import { RodTokenStore } from '../scsi/copy/token-store';
+import { loadTokenSecret } from './token-secret';
+import { fileSideFiles, rodSideFileDir } from './rod-side-files';
 
 export function createLogger(level: string): Logger {
   return pino({
@@ -31,6 +34,8 @@ export class Daemon {
   server: IscsiServer | null = null;
   private readonly stores: BackingStore[] = [];
   private readonly devices: ScsiDevice[] = [];
+  /** ROD tokens of the whole daemon: a token works on any LU its user may reach. */
+  rodTokens: RodTokenStore | null = null;
   /** Ports actually bound, in the order of config.listen. */
   readonly ports: number[] = [];
 
@@ -49,6 +54,13 @@ export class Daemon {
     // EXTENDED COPY resolves CSCDs across every target, within each one's ACL.
     const scoped: ScopedTarget[] = [];
     const copyScope = buildCopyScope(scoped);
+    // ODX tokens are sealed with a secret kept in the data directory (0600, made on first run).
+    const rodTokens = new RodTokenStore({
+      logger: this.log.child({ component: 'rod-tokens' }),
+      secret: loadTokenSecret(cfg.dataDir),
+      sideFiles: fileSideFiles(rodSideFileDir(cfg.dataDir)),
+    });
+    this.rodTokens = rodTokens;
     for (const t of cfg.targets) {
       const units: LogicalUnitOptions[] = [];
       for (const l of t.luns) {
@@ -83,6 +95,7 @@ export class Daemon {
         luns: units,
         targetPortGroup: 1,
         copyScope,
+        rodTokens,
       });
       this.devices.push(device);
       scoped.push({ iqn: t.iqn, allowedInitiators: t.allowedInitiators, device });
@@ -110,6 +123,7 @@ export class Daemon {
   async stop(): Promise<void> {
     if (this.server) await this.server.close();
     for (const d of this.devices) await d.close();
+    if (this.rodTokens) await this.rodTokens.close();
     for (const s of this.stores) await s.close();
     this.log.info('stopped');
   }

@@ -13,7 +13,7 @@ import { ScsiStatus } from '../types';
 import { SenseError, encodeSenseError, senseCodes, SenseKey } from '../sense';
 import type { CopyParameterList } from './extended-copy';
 import { ExtendedCopySa, ListIdUsage } from './extended-copy';
-import { designatorMatches, type CopyScope, type CopyTarget, type CopyTargetDevice, type CscdDescriptor } from './cscd';
+import { designatorMatches, type CopyScope, type CopyTarget, type CopyTargetDevice, type CscdDescriptor, type Designator } from './cscd';
 import { planSegment, type SegmentDescriptor, type SegmentEnd, type SegmentPlan } from './segments';
 import {
   COPY_CHUNK_BYTES,
@@ -30,6 +30,8 @@ import { CopyIoError, CopyStatusError, admit, ioErrorSense, moveBytes, syncIfWri
 export const CopyOperationStatus = {
   COMPLETED: 0x01,
   COMPLETED_WITH_ERRORS: 0x02,
+  /** PT/WUT only: completed without errors but partial ROD token usage. */
+  COMPLETED_PARTIAL: 0x03,
   IN_PROGRESS_FOREGROUND: 0x11,
   IN_PROGRESS_BACKGROUND: 0x12,
   TERMINATED: 0x60,
@@ -60,6 +62,12 @@ export class CopyOperation {
   failureSense?: Buffer;
   abortCause?: AbortCause;
   completedAt = 0;
+  /**
+   * POPULATE TOKEN / WRITE USING TOKEN (SBC-4): TRANSFER COUNT in logical
+   * blocks (units F1h), a partial transfer (COPY OPERATION STATUS 03h) and
+   * the ROD token RRTI returns.
+   */
+  rod?: { blocks: number; partial: boolean; token?: Buffer };
   readonly controller = new AbortController();
   done: Promise<void> = Promise.resolve();
 
@@ -139,14 +147,31 @@ export class CopyManager {
 
   // ---- originating commands ---------------------------------------------------
 
-  /** Run a decoded EXTENDED COPY list for the command in `ctx`. */
-  async originate(ctx: CommandContext, list: CopyParameterList): Promise<CommandResult> {
+  /**
+   * Originate a tracked operation other than EXTENDED COPY (POPULATE TOKEN,
+   * WRITE USING TOKEN: LIST ID USAGE 00b): the list identifier rules,
+   * concurrency limits, IMMED (background) or foreground with task aborts,
+   * COPY OPERATION ABORT, and the retained status RRTI reads. `body` does
+   * the work; it watches `op.controller.signal`.
+   */
+  async runTracked(
+    ctx: CommandContext,
+    o: { listId: number; serviceAction: number; immed: boolean; totalBytes?: number },
+    body: (op: CopyOperation, log: Logger) => Promise<void>,
+  ): Promise<CommandResult> {
     const nexus = ctx.task.nexus;
-    const lu = ctx.lu!;
-    const sa = list.lid4 ? ExtendedCopySa.LID4 : ExtendedCopySa.LID1;
-    const op = new CopyOperation(nexus.key, ctx.lun, list.listId, list.listIdUsage, sa, list.lid4 && list.immed);
+    const op = new CopyOperation(nexus.key, ctx.lun, o.listId, ListIdUsage.RETAIN, o.serviceAction, o.immed);
+    op.rod = { blocks: 0, partial: false };
+    op.totalBytes = o.totalBytes ?? 0;
+    this.admitOperation(op, nexus.key, ctx.lun);
+    const log = this.logger.child({ copy: o.listId, sa: o.serviceAction, lun: ctx.lun, initiator: nexus.initiatorPortName });
+    return this.launch(ctx, op, log, () => body(op, log));
+  }
+
+  /** The list identifier is free (SPC-5 5.17.4.3) and the limits allow one more: track `op`. */
+  private admitOperation(op: CopyOperation, nexusKey: string, lun: number): void {
     if (op.identified) {
-      const old = this.find(nexus.key, ctx.lun, list.listId);
+      const old = this.find(nexusKey, lun, op.listId);
       // SPC-5 5.17.4.3: a list identifier in use by an operation in progress -> OPERATION IN PROGRESS.
       if (old && old.state === 'running') throw new SenseError('OPERATION_IN_PROGRESS');
       if (old) this.ops.delete(old); // a completed one: its retained data is discarded, the ID reused
@@ -156,32 +181,22 @@ export class CopyManager {
       throw new SenseError('INSUFFICIENT_RESOURCES');
     }
     this.ops.add(op);
-    const log = this.logger.child({ copy: list.listId, lid4: list.lid4, lun: ctx.lun, initiator: nexus.initiatorPortName });
+  }
 
-    // Resolve every segment's CSCDs and ranges before a byte moves: an error found
-    // here leaves the media untouched (COPY ABORTED naming the segment).
-    let prepared: PreparedSegment[];
-    try {
-      prepared = list.segments.map((seg) => this.prepare(nexus, ctx.lun, lu, list, seg));
-      op.totalBytes = prepared.reduce((n, p) => n + (p.plan ? p.plan.bytes + p.plan.padBytes : 0), 0);
-    } catch (err) {
-      this.finish(op, err, log);
-      return this.foregroundResult(op);
-    }
-
+  /** Run `work` for `op` in the background (IMMED=1) or in the foreground, and record how it ended. */
+  private async launch(ctx: CommandContext, op: CopyOperation, log: Logger, work: () => Promise<void>): Promise<CommandResult> {
     const run = async (): Promise<void> => {
       try {
-        await this.process(op, prepared, nexus, log);
+        await work();
         this.finish(op, undefined, log);
       } catch (err) {
         this.finish(op, err, log);
       }
     };
-
     if (op.background) {
-      // SPC-5 6.6.3 IMMED=1: GOOD now; the outcome is reported by RECEIVE COPY STATUS(LID4).
+      // SPC-5 6.6.3 / SBC-4 IMMED=1: GOOD now; the outcome is reported by RECEIVE COPY STATUS(LID4) / RRTI.
       op.done = run();
-      log.info({ segments: list.segments.length, bytes: op.totalBytes }, 'background copy started');
+      log.info({ bytes: op.totalBytes }, 'background copy started');
       return {};
     }
     // Foreground: a task abort (ABORT TASK, LU reset, ...) stops the copy I/O, and the
@@ -196,6 +211,29 @@ export class CopyManager {
       ctx.signal.removeEventListener('abort', onAbort);
     }
     return this.foregroundResult(op);
+  }
+
+  /** Run a decoded EXTENDED COPY list for the command in `ctx`. */
+  async originate(ctx: CommandContext, list: CopyParameterList): Promise<CommandResult> {
+    const nexus = ctx.task.nexus;
+    const lu = ctx.lu!;
+    const sa = list.lid4 ? ExtendedCopySa.LID4 : ExtendedCopySa.LID1;
+    const op = new CopyOperation(nexus.key, ctx.lun, list.listId, list.listIdUsage, sa, list.lid4 && list.immed);
+    this.admitOperation(op, nexus.key, ctx.lun);
+    const log = this.logger.child({ copy: list.listId, lid4: list.lid4, lun: ctx.lun, initiator: nexus.initiatorPortName });
+
+    // Resolve every segment's CSCDs and ranges before a byte moves: an error found
+    // here leaves the media untouched (COPY ABORTED naming the segment).
+    let prepared: PreparedSegment[];
+    try {
+      prepared = list.segments.map((seg) => this.prepare(nexus, ctx.lun, lu, list, seg));
+      op.totalBytes = prepared.reduce((n, p) => n + (p.plan ? p.plan.bytes + p.plan.padBytes : 0), 0);
+    } catch (err) {
+      this.finish(op, err, log);
+      return this.foregroundResult(op);
+    }
+
+    return this.launch(ctx, op, log, () => this.process(op, prepared, nexus, log));
   }
 
   /** What the originating command returns once a foreground operation has ended. */
@@ -234,7 +272,11 @@ export class CopyManager {
   }
 
   private scope(nexus: ItNexus, cscd: CscdDescriptor): CopyTarget | undefined {
-    const want = cscd.designator!;
+    return this.resolve(nexus, cscd.designator!);
+  }
+
+  /** The LU `want` names, if the nexus may access it (the copy scope: ACLs, LUN masking). */
+  resolve(nexus: ItNexus, want: Designator): CopyTarget | undefined {
     if (this.options.scope) return this.options.scope(nexus, want);
     const device = this.options.device;
     for (const lun of device.lunsFor(nexus)) {

@@ -34,7 +34,7 @@ export const ReceiveCopySa = {
 } as const;
 
 /** TRANSFER COUNT UNITS (SPC-5 6.18.2). */
-export const TransferCountUnits = { BYTES: 0x00, KIB: 0x01, MIB: 0x02 } as const;
+export const TransferCountUnits = { BYTES: 0x00, KIB: 0x01, MIB: 0x02, DESTINATION_BLOCKS: 0xf1 } as const;
 
 /** RECEIVE COPY STATUS(LID1) COPY COMMAND STATUS. */
 const Lid1Status = { IN_PROGRESS: 0x00, COMPLETED: 0x01, COMPLETED_WITH_ERRORS: 0x02 } as const;
@@ -180,8 +180,10 @@ export function encodeCopyStatusLid4(op: CopyOperation): Buffer {
   b[4] = op.serviceAction & 0x1f; // RESPONSE TO SERVICE ACTION
   let status: number;
   if (running) status = op.background ? CopyOperationStatus.IN_PROGRESS_BACKGROUND : CopyOperationStatus.IN_PROGRESS_FOREGROUND;
-  else if (op.state === 'completed') status = CopyOperationStatus.COMPLETED;
   else if (op.state === 'aborted') status = CopyOperationStatus.TERMINATED;
+  // SBC-4 PT/WUT: a shortfall with a contiguous TRANSFER COUNT is "partial ROD token usage" (03h).
+  else if (op.rod?.partial) status = CopyOperationStatus.COMPLETED_PARTIAL;
+  else if (op.state === 'completed') status = CopyOperationStatus.COMPLETED;
   else status = CopyOperationStatus.COMPLETED_WITH_ERRORS;
   b[5] = status;
   b.writeUInt16BE(op.operationCounter & 0xffff, 6);
@@ -190,9 +192,15 @@ export function encodeCopyStatusLid4(op: CopyOperation): Buffer {
   if (!running) b[12] = op.state === 'aborted' ? ScsiStatus.TASK_ABORTED : op.completionStatus ?? ScsiStatus.GOOD;
   b[13] = senseField;
   b[14] = sense.length;
-  b[15] = TransferCountUnits.BYTES;
-  b.writeBigUInt64BE(BigInt(op.bytesTransferred), 16);
-  b.writeUInt16BE(Math.min(0xffff, op.segmentsProcessed), 24);
+  if (op.rod) {
+    // SBC-4: PT/WUT report logical blocks of the copy destination; SEGMENTS PROCESSED 0.
+    b[15] = TransferCountUnits.DESTINATION_BLOCKS;
+    b.writeBigUInt64BE(BigInt(op.rod.blocks), 16);
+  } else {
+    b[15] = TransferCountUnits.BYTES;
+    b.writeBigUInt64BE(BigInt(op.bytesTransferred), 16);
+    b.writeUInt16BE(Math.min(0xffff, op.segmentsProcessed), 24);
+  }
   sense.copy(b, 32);
   return b;
 }

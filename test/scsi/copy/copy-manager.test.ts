@@ -210,9 +210,10 @@ describe('LID1 list identifiers, retention and RECEIVE COPY RESULTS', () => {
       types.push(type);
       off += 4 + len;
     }
-    expect(types).toEqual([0x0001, 0x0004, 0x0008, 0x000c, 0x8001]);
+    // ascending type order; 0000h/0106h/0108h come with POPULATE TOKEN (issue 5)
+    expect(types).toEqual([0x0000, 0x0001, 0x0004, 0x0008, 0x000c, 0x0106, 0x0108, 0x8001]);
     const sc = descs.get(0x0001)!;
-    expect([...sc.subarray(5, 5 + sc[4])]).toEqual([0x83, 3, 0x00, 0x01, 0x1c, 0x84, 4, 0x00, 0x03, 0x04, 0x05]);
+    expect([...sc.subarray(5, 5 + sc[4])]).toEqual([0x83, 5, 0x00, 0x01, 0x10, 0x11, 0x1c, 0x84, 6, 0x00, 0x03, 0x04, 0x05, 0x07, 0x08]);
     const pd = descs.get(0x0004)!;
     expect([pd.readUInt16BE(8), pd.readUInt16BE(10), pd.readUInt32BE(12), pd.readUInt32BE(16)]).toEqual([MAX_CSCD_DESCRIPTORS, MAX_SEGMENT_DESCRIPTORS, MAX_DESCRIPTOR_LIST_LENGTH, 0]);
     const sd = descs.get(0x0008)!;
