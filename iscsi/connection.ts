@@ -349,10 +349,7 @@ export class Connection implements DataSolicitor {
       this,
     );
     if (isWrite && edtl > 0) {
-      if (edtl <= this.ctx.limits.maxWriteBuffer) {
-        task.writeBuf = Buffer.allocUnsafe(edtl);
-        if (immediateLen > 0) pdu.data.copy(task.writeBuf, 0);
-      }
+      task.refuseWrite = edtl > this.ctx.limits.maxWriteBuffer;
       task.immediateLength = immediateLen;
       task.received = immediateLen;
       task.nextR2tOffset = immediateLen;
@@ -363,6 +360,12 @@ export class Connection implements DataSolicitor {
         if (flags & FLAG_F) task.unsolicitedExpected = 0;
         task.unsolicitedDone = task.unsolicitedExpected === 0;
         task.nextR2tOffset = immediateLen + task.unsolicitedExpected;
+      }
+      // Only the first burst is buffered now; task.dataOut() grows it to EDTL when the command runs.
+      const firstBurst = immediateLen + task.unsolicitedExpected;
+      if (firstBurst > 0) {
+        task.writeBuf = Buffer.allocUnsafe(firstBurst);
+        if (immediateLen > 0) pdu.data.copy(task.writeBuf, 0);
       }
     }
     this.tasks.set(itt, task);
@@ -383,7 +386,7 @@ export class Connection implements DataSolicitor {
     };
     try {
       if (task.signal.aborted) return;
-      if (task.isWrite && task.expectedDataTransferLength > 0 && !task.writeBuf) {
+      if (task.refuseWrite) {
         // EDTL beyond what we reserve memory for: refuse before taking the data.
         release();
         this.sendScsiResponse(task, ScsiStatus.CHECK_CONDITION, this.ctx.senseForOversizedWrite(), 0, 0);
@@ -554,9 +557,9 @@ export class Connection implements DataSolicitor {
       }
       return;
     }
-    if (!task.writeBuf) {
-      this.reject(bhs, RejectReason.PROTOCOL_ERROR);
-      this.drop('protocol: Data-Out for a command without write buffer');
+    if (!task.writeBuf || offset + len > task.writeBuf.length) {
+      // No data was solicited there: not in the first burst and no R2T covers it.
+      this.dataSequenceError(task, bhs, 'Data-Out outside the first burst and every R2T');
       return;
     }
     if (offset + len > task.expectedDataTransferLength) {

@@ -32,8 +32,15 @@ export interface DataSolicitor {
 export class IscsiTask implements ScsiTask {
   readonly controller = new AbortController();
   readonly signal: AbortSignal;
-  /** Write buffer, EDTL bytes, allocated when the command arrives with W set. */
+  /**
+   * Write data. When the command arrives it holds only the first burst
+   * (immediate + unsolicited data, at most FirstBurstLength); it grows to EDTL
+   * when the core asks for the data, so queued commands pin no more memory
+   * than the negotiated first burst.
+   */
   writeBuf: Buffer | null = null;
+  /** EDTL beyond what the transport buffers: answered with CHECK CONDITION, data never solicited. */
+  refuseWrite = false;
   /** Bytes of write data received (immediate + unsolicited + solicited). */
   received = 0;
   immediateLength = 0;
@@ -96,7 +103,12 @@ export class IscsiTask implements ScsiTask {
   dataOut(length: number): Promise<Buffer> {
     if (this.signal.aborted) return Promise.reject(this.signal.reason ?? new TransportError('ABORTED', 'aborted'));
     const want = Math.max(0, Math.min(length, this.expectedDataTransferLength));
-    if (want === 0 || !this.writeBuf) return Promise.resolve(Buffer.alloc(0));
+    if (want === 0 || !this.isWrite || this.refuseWrite) return Promise.resolve(Buffer.alloc(0));
+    if (!this.writeBuf || this.writeBuf.length < this.expectedDataTransferLength) {
+      const full = Buffer.allocUnsafe(this.expectedDataTransferLength);
+      if (this.writeBuf) this.writeBuf.copy(full, 0);
+      this.writeBuf = full;
+    }
     this.wanted = want;
     if (this.isComplete()) return Promise.resolve(this.writeBuf.subarray(0, want));
     return new Promise<Buffer>((resolve, reject) => {
