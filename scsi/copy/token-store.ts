@@ -150,6 +150,8 @@ export class RodToken {
   readonly diverged = new Intervals();
   spaceBytes = 0;
   side?: SideFile;
+  /** cow: the side file being made (concurrent first saves share it, so none is made twice). */
+  sideMaking?: Promise<SideFile>;
   readonly inflight = new Set<InFlight>();
 
   constructor(
@@ -428,6 +430,7 @@ export class RodTokenStore {
     t.spaceBytes = 0;
     const side = t.side;
     t.side = undefined;
+    t.sideMaking = undefined;
     if (side) await side.remove().catch((err) => this.logger.warn({ err, token: t.key }, 'removing a side file failed'));
   }
 
@@ -441,13 +444,18 @@ export class RodTokenStore {
     for (const p of t.mapRod(rod, n)) {
       const at = dstOffset + (p.rod - rod);
       if (t.mode === 'clone' || t.mode === 'cow') {
-        for (const [a, b, saved] of t.saved.split(p.rod, p.rod + p.bytes)) {
+        // One piece at a time, each looked up in `saved` right before it is read: a writer may
+        // save (and then overwrite) a later piece while an earlier one is being copied. The
+        // lookup and readLive's in-flight registration happen in the same tick.
+        for (let a = p.rod; a < p.rod + p.bytes; ) {
+          const [, b, saved] = t.saved.split(a, p.rod + p.bytes)[0];
           if (saved) {
             if (!t.side) throw new SenseError('TOKEN_CANCELLED');
             await copyBetween(t.side.store, dst, a, at + (a - p.rod), b - a, signal);
           } else {
             await this.readLive(t, p.src + (a - p.rod), dst, at + (a - p.rod), b - a, signal);
           }
+          a = b;
         }
       } else {
         await this.readLive(t, p.src, dst, at, p.bytes, signal);
@@ -511,12 +519,25 @@ export class RodTokenStore {
       for (const [a, b, saved] of t.saved.split(p.rod, p.rod + p.bytes)) {
         if (saved) continue;
         if (!this.reserve(t, b - a)) return;
-        if (!t.side) t.side = await this.sideFiles({ name: t.key, bytes: t.bytesRepresented, blockSize: t.blockSize, source: t.lu.store });
+        const side = await this.sideOf(t);
         if (t.state !== 'live') return;
-        await copyBetween(t.lu.store, t.side.store, p.src + (a - p.rod), a, b - a);
+        await copyBetween(t.lu.store, side.store, p.src + (a - p.rod), a, b - a);
         t.saved.add(a, b);
       }
     }
+  }
+
+  /** cow: the token's side file, made once even when several writers save at the same time. */
+  private sideOf(t: RodToken): Promise<SideFile> {
+    if (t.side) return Promise.resolve(t.side);
+    t.sideMaking ??= this.sideFiles({ name: t.key, bytes: t.bytesRepresented, blockSize: t.blockSize, source: t.lu.store }).then(
+      (side) => (t.side = side),
+      (err: unknown) => {
+        t.sideMaking = undefined;
+        throw err;
+      },
+    );
+    return t.sideMaking;
   }
 
   /**

@@ -104,6 +104,23 @@ describe('point in time: writes to the source after POPULATE TOKEN do not reach 
     expect((await readBlocks(c, 1, src, N)).equals(old)).toBe(true);
   });
 
+  it('8 WRITEs at once over a fresh token\'s source (as the Linux initiator splits a 1 MiB O_DIRECT write): the first saves share one side file, the token keeps every old byte', async () => {
+    const src = area();
+    const old = pattern(4 * N * BS, 12);
+    await writeBlocks(c, 0, src, old);
+    const token = await tokenFor(c, 0, ++listId, [[src, 4 * N]]);
+    const K = 8;
+    const n = (4 * N) / K;
+    const writers = await Promise.all(Array.from({ length: K }, (_, i) => session(d.port, { initiatorName: `iqn.2026-11.org.example:pit-writer${i}` })));
+    try {
+      await Promise.all(writers.map((w, i) => writeBlocks(w, 0, src + i * n, Buffer.alloc(n * BS, 0xe0 + i))));
+    } finally {
+      for (const w of writers) w.close();
+    }
+    expectGood(await writeUsingToken(c, 1, ++listId, token, [[src, 4 * N]]));
+    expect((await readBlocks(c, 1, src, 4 * N)).equals(old)).toBe(true);
+  });
+
   it('a partial overwrite in the middle of a multi-range token, then two WUTs: both deliver the image', async () => {
     const a = area();
     const b = area();
