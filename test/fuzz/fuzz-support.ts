@@ -57,7 +57,7 @@ export const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'he
 
 /** Byte mutations of a valid input: flips, random bytes, truncation, extension, 16/32-bit length smashes. */
 export function mutated(base: Buffer | fc.Arbitrary<Buffer>, maxOps = 6): fc.Arbitrary<Buffer> {
-  const src = base instanceof Buffer ? fc.constant(base) : base;
+  const src: fc.Arbitrary<Buffer> = Buffer.isBuffer(base) ? fc.constant(base) : (base as fc.Arbitrary<Buffer>);
   const op = fc.oneof(
     fc.record({ k: fc.constant('flip' as const), at: fc.nat(), bit: fc.integer({ min: 0, max: 7 }) }),
     fc.record({ k: fc.constant('byte' as const), at: fc.nat(), v: fc.integer({ min: 0, max: 255 }) }),
