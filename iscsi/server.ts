@@ -50,7 +50,8 @@ export class IscsiServer implements ServerContext {
 
   constructor(opts: IscsiServerOptions) {
     this.log = opts.log;
-    this.limits = { ...DEFAULT_LIMITS, ...(opts.limits ?? {}) };
+    const maxSessions = opts.limits?.maxSessions ?? DEFAULT_LIMITS.maxSessions;
+    this.limits = { ...DEFAULT_LIMITS, maxConnections: 2 * maxSessions, ...(opts.limits ?? {}) };
     this.targetList = opts.targets;
     this.discoveryChap = opts.discoveryChap;
     this.oversized = opts.senseForOversizedWrite;
@@ -131,8 +132,16 @@ export class IscsiServer implements ServerContext {
   }
 
   private accept(sock: net.Socket): void {
-    if (this.connections.size >= this.limits.maxSessions * 2) {
-      this.log.warn('connection limit reached: refusing');
+    if (this.connections.size >= this.limits.maxConnections) {
+      this.log.warn({ peer: sock.remoteAddress }, 'connection limit reached: refusing');
+      sock.destroy();
+      return;
+    }
+    // No PDU has arrived yet, so the initiator is known only by its address.
+    let fromPeer = 0;
+    for (const c of this.connections) if (c.socket.remoteAddress === sock.remoteAddress) fromPeer++;
+    if (fromPeer >= this.limits.maxConnectionsPerAddress) {
+      this.log.warn({ peer: sock.remoteAddress }, 'per-address connection limit reached: refusing');
       sock.destroy();
       return;
     }

@@ -63,6 +63,15 @@ export interface IscsiLimits {
   nopInTimeoutMs: number;
   /** Delay before answering a failed authentication (ms). */
   authFailureDelayMs: number;
+  /** TCP connections at once, in any phase; more are closed when accepted. Default: 2 x maxSessions. */
+  maxConnections: number;
+  /** TCP connections at once from one initiator address, in any phase (floods and slow-loris logins from one host). */
+  maxConnectionsPerAddress: number;
+  /**
+   * Logout (RFC 7143 §11.14): how long commands still running may take before
+   * the response goes out, and how long the initiator then has to close (ms).
+   */
+  logoutTimeoutMs: number;
 }
 
 export const DEFAULT_LIMITS: IscsiLimits = {
@@ -74,4 +83,7 @@ export const DEFAULT_LIMITS: IscsiLimits = {
   nopInIntervalMs: 10000,
   nopInTimeoutMs: 20000,
   authFailureDelayMs: 1000,
+  maxConnections: 512,
+  maxConnectionsPerAddress: 128,
+  logoutTimeoutMs: 5000,
 };

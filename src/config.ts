@@ -113,6 +113,13 @@ export const configSchema = z
         nopInIntervalMs: z.number().int().min(0).optional(),
         nopInTimeoutMs: z.number().int().min(100).optional(),
         authFailureDelayMs: z.number().int().min(0).optional(),
+        /** Largest write (EDTL) buffered; a larger one is refused with CHECK CONDITION before its data is taken. */
+        maxWriteBuffer: z.number().int().min(65536).max(1024 * 1024 * 1024).optional(),
+        /** TCP connections at once, in any phase (default 2 x maxSessions). */
+        maxConnections: z.number().int().min(1).max(65535).optional(),
+        /** TCP connections at once from one initiator address. */
+        maxConnectionsPerAddress: z.number().int().min(1).max(65535).optional(),
+        logoutTimeoutMs: z.number().int().min(100).optional(),
       })
       .strict()
       .default({}),
