@@ -168,8 +168,12 @@ export class LoginNegotiator {
       if (!this.ctx.registry.get(this.tsihRequested)) return [LOGIN_STATUS.SESSION_DOES_NOT_EXIST, 'no such TSIH'];
       return [LOGIN_STATUS.TOO_MANY_CONNECTIONS, 'one connection per session'];
     }
-    if (this.ctx.registry.size >= this.ctx.limits.maxSessions ||
-        this.ctx.registry.countFor(this.initiatorName) >= this.ctx.limits.maxSessionsPerInitiator) {
+    // A login that reinstates a session (same initiator, ISID and target, RFC 7143 §6.3.5) replaces
+    // it: it does not count against the caps, or an initiator at its cap could never recover a
+    // session whose connection died.
+    const replaces = this.ctx.registry.findForReinstatement(this.initiatorName, this.isid, this.target?.name ?? null) ? 1 : 0;
+    if (this.ctx.registry.size - replaces >= this.ctx.limits.maxSessions ||
+        this.ctx.registry.countFor(this.initiatorName) - replaces >= this.ctx.limits.maxSessionsPerInitiator) {
       return [LOGIN_STATUS.OUT_OF_RESOURCES, 'session limit reached'];
     }
     return null;
