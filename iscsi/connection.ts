@@ -787,9 +787,12 @@ export class Connection implements DataSolicitor {
       return;
     }
     this.state = 'logout';
-    // Let commands already running finish and answer (bounded).
+    // Let commands already running finish and answer (bounded by the logout timeout).
+    const limit = this.ctx.limits.logoutTimeoutMs;
     const pending = [...this.tasks.values()].filter((t) => t.delivered).map((t) => t.settled);
-    await Promise.race([Promise.all(pending), new Promise((r) => setTimeout(r, 5000).unref())]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(pending), new Promise((r) => (timer = setTimeout(r, limit)))]);
+    clearTimeout(timer);
     if (this.socket.destroyed) return;
     this.state = 'ffp'; // allow the response out
     this.send(encodeLogoutResponse({ itt, response: 0, time2Wait: 0, time2Retain: 0 }, this.snWithStatus()));
@@ -797,7 +800,7 @@ export class Connection implements DataSolicitor {
     this.log.info({ reason }, 'logout');
     this.socket.end();
     // The initiator closes its side; make sure we do not linger.
-    setTimeout(() => this.socket.destroy(), 2000).unref();
+    setTimeout(() => this.socket.destroy(), limit).unref();
   }
 
   // ---- Reject and teardown ---------------------------------------------
