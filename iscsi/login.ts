@@ -159,7 +159,7 @@ export class LoginNegotiator {
       if (!t) return [LOGIN_STATUS.TARGET_NOT_FOUND, `no target ${st.targetName}`];
       if (!initiatorMaySee(t, this.initiatorName)) return [LOGIN_STATUS.AUTHORIZATION_FAILURE, 'initiator not allowed'];
       this.target = t;
-      this.chapRequired = t.chap;
+      this.chapRequired = t.acl ? t.acl.chapFor(this.initiatorName) : t.chap;
     } else {
       this.chapRequired = this.ctx.discoveryChap;
     }
@@ -289,6 +289,7 @@ export class LoginNegotiator {
 
   private fail(itt: number, csg: number, status: Status, why: string): void {
     this.conn.log.warn({ statusClass: status.statusClass, statusDetail: status.statusDetail, why }, 'login rejected');
+    this.ctx.loginFailed?.(status.statusClass, status.statusDetail);
     const sn = this.conn.nextStatSN();
     sn.expCmdSN = this.firstCmdSN;
     sn.maxCmdSN = this.firstCmdSN;

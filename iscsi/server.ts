@@ -17,6 +17,8 @@ export interface IscsiServerOptions {
   discoveryChap?: TargetEntry['chap'];
   /** Fixed-format sense for a write whose EDTL exceeds what we buffer (built by the SCSI core). */
   senseForOversizedWrite: () => Buffer;
+  /** Told of every refused login (metrics); the login code already logs it. */
+  onLoginFailure?: (statusClass: number, statusDetail: number) => void;
 }
 
 /** What connections see of the server. */
@@ -34,6 +36,8 @@ export interface ServerContext {
   senseForOversizedWrite(): Buffer;
   /** Number of connections not yet in full feature phase plus live ones (limits). */
   connectionCount(): number;
+  /** A login was refused with this status (metrics). */
+  loginFailed?(statusClass: number, statusDetail: number): void;
 }
 
 export class IscsiServer implements ServerContext {
@@ -47,8 +51,10 @@ export class IscsiServer implements ServerContext {
   private timer: NodeJS.Timeout | null = null;
   private nextConnId = 1;
   private readonly oversized: () => Buffer;
+  onLoginFailure: IscsiServerOptions['onLoginFailure'];
 
   constructor(opts: IscsiServerOptions) {
+    this.onLoginFailure = opts.onLoginFailure;
     this.log = opts.log;
     const maxSessions = opts.limits?.maxSessions ?? DEFAULT_LIMITS.maxSessions;
     this.limits = { ...DEFAULT_LIMITS, maxConnections: 2 * maxSessions, ...(opts.limits ?? {}) };
@@ -75,6 +81,10 @@ export class IscsiServer implements ServerContext {
 
   senseForOversizedWrite(): Buffer {
     return this.oversized();
+  }
+
+  loginFailed(statusClass: number, statusDetail: number): void {
+    this.onLoginFailure?.(statusClass, statusDetail);
   }
 
   connectionCount(): number {

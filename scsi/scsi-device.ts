@@ -40,7 +40,7 @@ import { LogicalUnit, type LogicalUnitOptions } from './logical-unit';
 import { SenseError, encodeDescriptorSense, encodeSenseError, senseInput, type UnitAttentionReason } from './sense';
 import { ReservationConflict } from './reservations';
 import { VersionDescriptor } from './commands/inquiry';
-import { CopyManager } from './copy/copy-manager';
+import { CopyManager, type CopyManagerOptions } from './copy/copy-manager';
 import type { CopyScope } from './copy/cscd';
 import { RodTokenStore } from './copy/token-store';
 import { randomBytes } from 'node:crypto';
@@ -56,8 +56,19 @@ export interface ScsiDeviceOptions {
   defaultIdentity?: { vendor: string; product: string; revision: string };
   /** INQUIRY VERSION DESCRIPTORS (default SAM-5, SPC-4, SBC-3). */
   versionDescriptors?: number[];
-  /** Per-initiator LUN masking hook (ACLs); default: every LUN for every nexus. */
+  /** Per-initiator LUN masking hook (ACLs), given this device's LUN; default: every LUN for every nexus. */
   lunFilter?: (nexus: ItNexus, lun: number) => boolean;
+  /**
+   * Per-nexus LUN mapping (ACL entries with LUN maps, LIO's "mapped LUNs"):
+   * the LUN the initiator addresses -> the LUN of a logical unit of this
+   * device. undefined = identity (every LUN as configured). A LUN absent from
+   * a returned map does not exist for that nexus. Read at every command, so
+   * the composer can change it at run time (configuration reload).
+   * Inside the device (tasks, copies, reservations) LUs are named by their own
+   * LUN; only REPORT LUNS and the LUN field of a command use the nexus's numbers.
+   * A device with a lunMap needs a copyScope that resolves through unitsFor().
+   */
+  lunMap?: (nexus: ItNexus) => ReadonlyMap<number, number> | undefined;
   /** Replace the command table (tests). */
   table?: CommandTable;
   /**
@@ -72,6 +83,8 @@ export interface ScsiDeviceOptions {
    * data directory). Default: a store of this device with a random secret.
    */
   rodTokens?: RodTokenStore;
+  /** Told when a copy operation (EXTENDED COPY, POPULATE TOKEN, WRITE USING TOKEN) ends (metrics). */
+  onCopyFinished?: CopyManagerOptions['onFinished'];
 }
 
 interface TaskRecord {
@@ -101,6 +114,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
   private readonly logger: Logger;
   private readonly luMap = new Map<number, LogicalUnit>();
   private readonly lunFilter: (nexus: ItNexus, lun: number) => boolean;
+  private readonly lunMap: (nexus: ItNexus) => ReadonlyMap<number, number> | undefined;
   private readonly nexuses = new Map<string, ItNexus>();
   private readonly tasks = new Set<TaskRecord>();
   readonly copyManager: CopyManager;
@@ -116,12 +130,18 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
     this.defaultIdentity = options.defaultIdentity ?? { vendor: 'XCOPYD', product: 'xcopyd', revision: '0001' };
     this.versionDescriptors = options.versionDescriptors ?? [VersionDescriptor.SAM5, VersionDescriptor.SPC4, VersionDescriptor.SBC3];
     this.lunFilter = options.lunFilter ?? (() => true);
+    this.lunMap = options.lunMap ?? (() => undefined);
     for (const o of options.luns) {
       if (!Number.isInteger(o.lun) || o.lun < 0 || o.lun >= 16384) throw new Error(`LUN ${o.lun} out of range 0..16383`);
       if (this.luMap.has(o.lun)) throw new Error(`LUN ${o.lun} configured twice`);
       this.luMap.set(o.lun, new LogicalUnit(o));
     }
-    this.copyManager = new CopyManager({ logger: this.logger.child({ component: 'copy-manager' }), device: this, scope: options.copyScope });
+    this.copyManager = new CopyManager({
+      logger: this.logger.child({ component: 'copy-manager' }),
+      device: this,
+      scope: options.copyScope,
+      onFinished: options.onCopyFinished,
+    });
     this.ownsRodTokens = options.rodTokens === undefined;
     this.rodTokens = options.rodTokens ?? new RodTokenStore({ logger: this.logger.child({ component: 'rod-tokens' }), secret: randomBytes(32) });
   }
@@ -131,13 +151,104 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
     return this.luMap.get(lun);
   }
 
-  lunsFor(nexus: ItNexus): number[] {
-    return [...this.luMap.keys()].filter((lun) => this.lunFilter(nexus, lun)).sort((a, b) => a - b);
+  /** Every logical unit of the device (composer, status). */
+  logicalUnits(): LogicalUnit[] {
+    return [...this.luMap.values()];
   }
 
+  /** The LUNs `nexus` addresses, in its own numbering (REPORT LUNS). */
+  lunsFor(nexus: ItNexus): number[] {
+    const map = this.lunMap(nexus);
+    const luns = map
+      ? [...map].filter(([, own]) => this.luMap.has(own) && this.lunFilter(nexus, own)).map(([lun]) => lun)
+      : [...this.luMap.keys()].filter((lun) => this.lunFilter(nexus, lun));
+    return luns.sort((a, b) => a - b);
+  }
+
+  /** The logical units `nexus` may reach under any LUN (copy scopes; each LU's own LUN is lu.lun). */
+  unitsFor(nexus: ItNexus): LogicalUnit[] {
+    const map = this.lunMap(nexus);
+    const own = map ? new Set(map.values()) : this.luMap.keys();
+    const out: LogicalUnit[] = [];
+    for (const lun of own) {
+      const lu = this.luMap.get(lun);
+      if (lu && this.lunFilter(nexus, lun)) out.push(lu);
+    }
+    return out.sort((a, b) => a.lun - b.lun);
+  }
+
+  /** The LU `nexus` addresses as `lun` (its LUN map, then masking). */
   private luFor(nexus: ItNexus, lun: number): LogicalUnit | undefined {
+    const map = this.lunMap(nexus);
+    const own = map ? map.get(lun) : lun;
+    if (own === undefined) return undefined;
+    const lu = this.luMap.get(own);
+    return lu && this.lunFilter(nexus, own) ? lu : undefined;
+  }
+
+  /** The LU with this device's LUN `lun`, if `nexus` may reach it under some LUN (internal copy port). */
+  private reachableLu(nexus: ItNexus, lun: number): LogicalUnit | undefined {
     const lu = this.luMap.get(lun);
-    return lu && this.lunFilter(nexus, lun) ? lu : undefined;
+    if (!lu || !this.lunFilter(nexus, lun)) return undefined;
+    const map = this.lunMap(nexus);
+    if (!map) return lu;
+    for (const own of map.values()) if (own === lun) return lu;
+    return undefined;
+  }
+
+  /**
+   * Add a logical unit at run time (configuration reload). Every attached
+   * nexus gets POWER ON, RESET (SAM-5 6.3.1) on it; call lunInventoryChanged()
+   * after the composer's changes so the nexuses that see it learn of it.
+   */
+  addLogicalUnit(o: LogicalUnitOptions): LogicalUnit {
+    if (this.closed) throw new Error('device closed');
+    if (!Number.isInteger(o.lun) || o.lun < 0 || o.lun >= 16384) throw new Error(`LUN ${o.lun} out of range 0..16383`);
+    if (this.luMap.has(o.lun)) throw new Error(`LUN ${o.lun} configured twice`);
+    const lu = new LogicalUnit(o);
+    for (const n of this.nexuses.values()) lu.addNexus(n, 'UA_POWER_ON_RESET');
+    this.luMap.set(o.lun, lu);
+    return lu;
+  }
+
+  /**
+   * Remove a logical unit at run time: new commands to it fail with LOGICAL
+   * UNIT NOT SUPPORTED at once; its tasks and copies are aborted and waited
+   * for; then its store is flushed and closed. Returns the LU (the composer
+   * cancels its ROD tokens), or undefined if there was none.
+   */
+  async removeLogicalUnit(lun: number): Promise<LogicalUnit | undefined> {
+    const lu = this.luMap.get(lun);
+    if (!lu) return undefined;
+    this.luMap.delete(lun);
+    await this.abortTasks((t) => t.lun === lun);
+    await this.copyManager.reset(lun);
+    this.rodTokens.cancelFor(lu); // its tokens cannot be used any more (reference 2.12: LU removed)
+    try {
+      await lu.store.flush();
+    } finally {
+      await lu.store.close();
+    }
+    return lu;
+  }
+
+  /** The LUN inventory each attached nexus sees, as a comparable string (before/after a change). */
+  lunInventory(): Map<string, string> {
+    const out = new Map<string, string>();
+    for (const n of this.nexuses.values()) out.set(n.key, this.lunsFor(n).map((l) => `${l}:${this.luFor(n, l)!.lun}`).join(','));
+    return out;
+  }
+
+  /**
+   * SPC-5 (sense 3F/0Eh): a nexus whose LUN inventory differs from `before`
+   * gets REPORTED LUNS DATA HAS CHANGED on every LU it now reaches.
+   */
+  lunInventoryChanged(before: ReadonlyMap<string, string>): void {
+    const after = this.lunInventory();
+    for (const n of this.nexuses.values()) {
+      if (before.get(n.key) === after.get(n.key)) continue;
+      for (const lu of this.unitsFor(n)) lu.queueUa(n.key, 'UA_REPORTED_LUNS_DATA_HAS_CHANGED');
+    }
   }
 
   attachNexus(nexus: ItNexus): void {
@@ -160,7 +271,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
     let settle!: () => void;
     const record: TaskRecord = {
       nexusKey: task.nexus.key,
-      lun: task.lun,
+      lun: this.luFor(task.nexus, task.lun)?.lun ?? task.lun, // the LU's own LUN: aborts span nexuses
       controller,
       settled: new Promise<void>((resolve) => (settle = resolve)),
     };
@@ -181,6 +292,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
     try {
       if (this.closed) return { status: ScsiStatus.BUSY };
       const lu = this.luFor(task.nexus, task.lun);
+      const lun = lu?.lun ?? task.lun; // internally an LU goes by its own LUN, whatever the nexus calls it
       const found = this.table.lookup(task.cdb, lu);
       if ('error' in found) {
         // SPC-5 4.6.2 / SAM-5: commands other than INQUIRY, REPORT LUNS, REQUEST SENSE to a missing LU.
@@ -208,7 +320,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
       if (lu && entry.flags & CommandFlag.WRITES_MEDIUM) lu.checkWritable(); // SBC-4 4.11: 7/27/00
       const cdb = Buffer.from(task.cdb.subarray(0, entry.cdbLength)); // outlives the receive buffer
       const dataOut = (length: number): Promise<Buffer> => this.dataOut(task, signal, length);
-      ctx = { task, cdb, entry, lun: task.lun, lu, device: this, signal, logger: this.logger, dataOut };
+      ctx = { task, cdb, entry, lun, lu, device: this, signal, logger: this.logger, dataOut };
       const r = (await entry.handler(ctx)) ?? {};
       const dataIn = r.dataIn;
       const result: ScsiResult = { status: r.status ?? ScsiStatus.GOOD };
@@ -251,7 +363,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
    * throws SenseError.
    */
   admitCopyIo(nexus: ItNexus, lun: number, cdb: Buffer): ScsiStatus | undefined {
-    const lu = this.luFor(nexus, lun);
+    const lu = this.reachableLu(nexus, lun);
     if (!lu || this.closed) throw new SenseError('LOGICAL_UNIT_NOT_SUPPORTED');
     const found = this.table.lookup(cdb, lu);
     if ('error' in found) throw found.error;
@@ -303,8 +415,9 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
     return new Set(hit.map((t) => t.nexusKey));
   }
 
-  async taskManagement(fn: TmfFunction, nexus: ItNexus, lun: number): Promise<TmfOutcome> {
-    const lu = this.luFor(nexus, lun);
+  async taskManagement(fn: TmfFunction, nexus: ItNexus, addressed: number): Promise<TmfOutcome> {
+    const lu = this.luFor(nexus, addressed);
+    const lun = lu?.lun ?? addressed;
     switch (fn) {
       case TmfFunction.ABORT_TASK_SET: {
         if (!lu) return 'no-such-lun';

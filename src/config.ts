@@ -49,22 +49,58 @@ const iqnSchema = z
   .max(223)
   .regex(/^(iqn\.\d{4}-\d{2}\.[^\s]+|eui\.[0-9A-Fa-f]{16}|naa\.[0-9A-Fa-f]{16}([0-9A-Fa-f]{16})?)$/, 'not an iSCSI name');
 
-/** CHAP secrets: 12 to 16 characters (the Microsoft initiator insists). */
-const secretSchema = z.string().min(12, 'CHAP secret needs at least 12 characters').max(16, 'CHAP secret may have at most 16 characters');
+/** CHAP secrets: 12 to 16 characters (the Microsoft initiator insists). Messages never echo a secret. */
+export function chapSecretProblem(secret: string): string | undefined {
+  const n = [...secret].length;
+  if (n < 12) return 'CHAP secret needs at least 12 characters';
+  if (n > 16) return 'CHAP secret may have at most 16 characters';
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(secret)) return 'CHAP secret must not contain control characters';
+  return undefined;
+}
+
+const secretSchema = z.string().superRefine((v, ctx) => {
+  const problem = chapSecretProblem(v);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
+
+/**
+ * One CHAP credential: the secret inline or in a file (`secretFile`, relative
+ * to the configuration file; its first line is the secret). After loading,
+ * `secret` always holds the secret.
+ */
+const credentialShape = {
+  user: z.string().min(1).max(255),
+  secret: secretSchema.optional(),
+  secretFile: z.string().min(1).optional(),
+};
+
+function oneSecret(c: { secret?: string; secretFile?: string }, ctx: z.RefinementCtx): void {
+  if ((c.secret === undefined) === (c.secretFile === undefined)) {
+    ctx.addIssue({ code: 'custom', path: ['secret'], message: 'give exactly one of secret and secretFile' });
+  }
+}
 
 const chapSchema = z
   .object({
-    user: z.string().min(1).max(255),
-    secret: secretSchema,
-    mutual: z.object({ user: z.string().min(1).max(255), secret: secretSchema }).strict().optional(),
+    ...credentialShape,
+    mutual: z.object(credentialShape).strict().superRefine(oneSecret).optional(),
   })
   .strict()
-  .refine((c) => !c.mutual || c.mutual.secret !== c.secret, {
-    message: 'mutual CHAP must not reuse the initiator secret',
-    path: ['mutual', 'secret'],
-  });
+  .superRefine(oneSecret);
+
+export type ChapConfig = {
+  user: string;
+  secret: string;
+  secretFile?: string;
+  mutual?: { user: string; secret: string; secretFile?: string };
+};
 
 const hostPortSchema = z.string().regex(/^(\[[0-9A-Fa-f:.]+\]|[^:\s]+):\d{1,5}$/, 'not HOST:PORT');
+
+function inquiryText(max: number) {
+  return z.string().max(max).regex(/^[\x20-\x7e]*$/, 'printable ASCII only');
+}
 
 const lunSchema = z
   .object({
@@ -72,11 +108,19 @@ const lunSchema = z
     path: z.string().min(1),
     size: sizeSchema.optional(),
     blockSize: z.union([z.literal(512), z.literal(4096)]).default(512),
-    physicalBlockSize: z.union([z.literal(512), z.literal(4096)]).optional(),
+    /** Reported in READ CAPACITY(16) (LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT) and VPD B0h. */
+    physicalBlockSize: z
+      .number()
+      .int()
+      .refine((n) => n >= 512 && n <= 65536 && (n & (n - 1)) === 0, 'physicalBlockSize must be a power of two from 512 to 65536')
+      .optional(),
     readOnly: z.boolean().default(false),
+    /** Write-back cache (WCE=1, caching mode page) or write-through (every write synced). */
     writeCache: z.boolean().default(true),
-    vendor: z.string().max(8).regex(/^[\x20-\x7e]*$/).default('XCOPYD'),
-    product: z.string().max(16).regex(/^[\x20-\x7e]*$/).default('xcopyd disk'),
+    /** INQUIRY identification; default from the top-level `inquiry` (one product ID for every LUN). */
+    vendor: inquiryText(8).optional(),
+    product: inquiryText(16).optional(),
+    revision: inquiryText(4).optional(),
     serial: z.string().max(32).regex(/^[\x21-\x7e]+$/).optional(),
     naa: z.string().regex(/^6[0-9a-fA-F]{31}$/, 'NAA must be 32 hex digits starting with 6 (NAA IEEE Registered Extended)').optional(),
   })
@@ -86,23 +130,83 @@ const lunSchema = z
     path: ['physicalBlockSize'],
   });
 
+/** An ACL entry's LUN: the same number on both sides, or the initiator's `lun` showing the target's `targetLun`. */
+const aclLunSchema = z.union([
+  z.number().int().min(0).max(16383).transform((n) => ({ lun: n, targetLun: n })),
+  z.object({ lun: z.number().int().min(0).max(16383), targetLun: z.number().int().min(0).max(16383) }).strict(),
+]);
+
+/**
+ * One initiator allowed on a target (LIO's node ACL): the LUNs it sees (all
+ * of the target's, same numbers, when omitted) and its own CHAP credentials
+ * (else the target's).
+ */
+const aclSchema = z
+  .object({
+    initiator: iqnSchema,
+    luns: z.array(aclLunSchema).optional(),
+    chap: chapSchema.optional(),
+  })
+  .strict();
+
 const targetSchema = z
   .object({
     iqn: iqnSchema,
     alias: z.string().max(255).optional(),
+    /** Addresses SendTargets announces for this target (each one of `listen`); default: all of `listen`. */
+    portals: z.array(hostPortSchema).min(1).optional(),
     portalGroupTag: z.number().int().min(1).max(65535).default(1),
     chap: chapSchema.optional(),
+    /** Once a target has ACL entries, every other initiator is refused. */
+    acls: z.array(aclSchema).optional(),
+    /** Shorthand for ACL entries with every LUN and the target's CHAP. */
     allowedInitiators: z.array(iqnSchema).optional(),
     luns: z.array(lunSchema).min(1),
   })
   .strict()
-  .refine((t) => new Set(t.luns.map((l) => l.lun)).size === t.luns.length, { message: 'duplicate LUN number', path: ['luns'] });
+  .superRefine((t, ctx) => {
+    const seen = new Set<number>();
+    t.luns.forEach((l, i) => {
+      if (seen.has(l.lun)) ctx.addIssue({ code: 'custom', path: ['luns', i, 'lun'], message: `LUN ${l.lun} is configured twice` });
+      seen.add(l.lun);
+    });
+    const initiators = new Map<string, string>();
+    const note = (name: string, path: Array<string | number>) => {
+      const k = name.toLowerCase();
+      if (initiators.has(k)) ctx.addIssue({ code: 'custom', path, message: `initiator ${name} already has an ACL entry (${initiators.get(k)})` });
+      else initiators.set(k, path.join('.'));
+    };
+    t.acls?.forEach((a, i) => {
+      note(a.initiator, ['acls', i, 'initiator']);
+      const mine = new Set<number>();
+      const theirs = new Set<number>();
+      a.luns?.forEach((m, j) => {
+        if (!seen.has(m.targetLun)) {
+          ctx.addIssue({ code: 'custom', path: ['acls', i, 'luns', j], message: `the target has no LUN ${m.targetLun}` });
+        }
+        if (mine.has(m.lun)) ctx.addIssue({ code: 'custom', path: ['acls', i, 'luns', j], message: `LUN ${m.lun} mapped twice` });
+        if (theirs.has(m.targetLun)) ctx.addIssue({ code: 'custom', path: ['acls', i, 'luns', j], message: `target LUN ${m.targetLun} mapped twice` });
+        mine.add(m.lun);
+        theirs.add(m.targetLun);
+      });
+    });
+    t.allowedInitiators?.forEach((name, i) => note(name, ['allowedInitiators', i]));
+  });
 
 export const configSchema = z
   .object({
     listen: z.array(hostPortSchema).min(1).default(['127.0.0.1:3260']),
     dataDir: z.string().default('data'),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /** Where `xcopyd status` reaches the daemon (Unix socket, mode 0600); default <dataDir>/control.sock. */
+    controlSocket: z.string().min(1).optional(),
+    /** Prometheus endpoint, off unless `listen` is given (e.g. 127.0.0.1:9464). */
+    metrics: z.object({ listen: hostPortSchema }).strict().optional(),
+    /** INQUIRY identification of every LUN that does not set its own (ESXi copies only between LUNs of one product ID). */
+    inquiry: z
+      .object({ vendor: inquiryText(8).default('XCOPYD'), product: inquiryText(16).default('xcopyd disk'), revision: inquiryText(4).default('0001') })
+      .strict()
+      .default({ vendor: 'XCOPYD', product: 'xcopyd disk', revision: '0001' }),
     discoveryChap: chapSchema.optional(),
     limits: z
       .object({
@@ -126,14 +230,56 @@ export const configSchema = z
     targets: z.array(targetSchema).min(1),
   })
   .strict()
-  .refine((c) => new Set(c.targets.map((t) => t.iqn.toLowerCase())).size === c.targets.length, {
-    message: 'duplicate target IQN',
-    path: ['targets'],
+  .superRefine((c, ctx) => {
+    const iqns = new Map<string, number>();
+    const naas = new Map<string, string>();
+    const serials = new Map<string, string>();
+    const paths = new Map<string, string>();
+    c.targets.forEach((t, i) => {
+      const k = t.iqn.toLowerCase();
+      if (iqns.has(k)) ctx.addIssue({ code: 'custom', path: ['targets', i, 'iqn'], message: `duplicate target IQN (also targets.${iqns.get(k)}.iqn)` });
+      else iqns.set(k, i);
+      t.portals?.forEach((p, j) => {
+        if (!c.listen.includes(p)) ctx.addIssue({ code: 'custom', path: ['targets', i, 'portals', j], message: `${p} is not one of listen` });
+      });
+      t.luns.forEach((l, j) => {
+        const at = `targets.${i}.luns.${j}`;
+        const once = (m: Map<string, string>, key: string | undefined, field: string, what: string) => {
+          if (key === undefined) return;
+          if (m.has(key)) ctx.addIssue({ code: 'custom', path: ['targets', i, 'luns', j, field], message: `duplicate ${what} (also ${m.get(key)})` });
+          else m.set(key, at);
+        };
+        once(naas, l.naa?.toLowerCase(), 'naa', 'NAA designator');
+        once(serials, l.serial, 'serial', 'serial number');
+        once(paths, lunPath(c.dataDir, l.path), 'path', 'backing path');
+      });
+    });
   });
 
-export type Config = z.infer<typeof configSchema>;
-export type TargetConfig = Config['targets'][number];
-export type LunConfig = TargetConfig['luns'][number];
+type ParsedConfig = z.infer<typeof configSchema>;
+type ParsedTarget = ParsedConfig['targets'][number];
+type ParsedLun = ParsedTarget['luns'][number];
+
+/** A LUN after loading: INQUIRY identification filled in from the defaults. */
+export type LunConfig = Omit<ParsedLun, 'vendor' | 'product' | 'revision'> & { vendor: string; product: string; revision: string };
+/** One ACL entry after loading; `luns` undefined = every LUN of the target, same numbers. */
+export interface AclConfig {
+  initiator: string;
+  luns?: Array<{ lun: number; targetLun: number }>;
+  chap?: ChapConfig;
+}
+/** A target after loading: allowedInitiators folded into `acls` (undefined = open to every initiator). */
+export type TargetConfig = Omit<ParsedTarget, 'luns' | 'acls' | 'allowedInitiators' | 'chap'> & {
+  luns: LunConfig[];
+  acls?: AclConfig[];
+  chap?: ChapConfig;
+};
+export type Config = Omit<ParsedConfig, 'targets' | 'discoveryChap'> & {
+  targets: TargetConfig[];
+  discoveryChap?: ChapConfig;
+  /** Resolved control socket path. */
+  controlSocket: string;
+};
 
 /** The embedded default: one target, LUN 0 and LUN 1, 1 GiB sparse files, 512-byte blocks. */
 export const DEFAULT_CONFIG_YAML = `
@@ -155,28 +301,135 @@ export class ConfigError extends Error {
   }
 }
 
-/** Validate a parsed document; throws ConfigError listing every bad key with its path. */
-export function validateConfig(doc: unknown, source = 'config'): Readonly<Config> {
-  const r = configSchema.safeParse(doc);
-  if (!r.success) {
-    const issues = r.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`);
-    throw new ConfigError(`${source} is invalid:\n  ${issues.join('\n  ')}`, issues);
-  }
-  return deepFreeze(r.data);
+export interface ValidateOptions {
+  /** Where relative `secretFile` paths start (the configuration file's directory); default the working directory. */
+  baseDir?: string;
 }
 
-export function parseConfigText(text: string, source: string): Readonly<Config> {
+/** Validate a parsed document; throws ConfigError listing every bad key with its path. */
+export function validateConfig(doc: unknown, source = 'config', options: ValidateOptions = {}): Readonly<Config> {
+  const r = configSchema.safeParse(doc);
+  const fail = (issues: string[]): never => {
+    throw new ConfigError(`${source} is invalid:\n  ${issues.join('\n  ')}`, issues);
+  };
+  if (!r.success) fail(r.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`));
+  const issues: string[] = [];
+  const config = normalize(r.data!, options.baseDir ?? process.cwd(), issues);
+  if (issues.length) fail(issues);
+  return deepFreeze(config);
+}
+
+/** Secrets from files, allowedInitiators folded into ACLs, INQUIRY defaults applied. */
+function normalize(c: ParsedConfig, baseDir: string, issues: string[]): Config {
+  const chap = (x: z.infer<typeof chapSchema> | undefined, at: string): ChapConfig | undefined => {
+    if (!x) return undefined;
+    const one = (cred: { user: string; secret?: string; secretFile?: string }, where: string) => {
+      let secret = cred.secret ?? '';
+      if (cred.secretFile !== undefined) {
+        const file = path.resolve(baseDir, cred.secretFile);
+        try {
+          secret = fs.readFileSync(file, 'utf8').split(/\r?\n/)[0];
+          const problem = chapSecretProblem(secret);
+          if (problem) issues.push(`${where}.secretFile: ${problem} (in ${file})`);
+        } catch (err) {
+          issues.push(`${where}.secretFile: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        }
+      }
+      return cred.secretFile === undefined ? { user: cred.user, secret } : { user: cred.user, secret, secretFile: cred.secretFile };
+    };
+    const out: ChapConfig = one(x, at);
+    if (x.mutual) {
+      out.mutual = one(x.mutual, `${at}.mutual`);
+      if (out.mutual.secret === out.secret) issues.push(`${at}.mutual.secret: mutual CHAP must not reuse the initiator secret`);
+    }
+    return out;
+  };
+  const targets: TargetConfig[] = c.targets.map((t, i) => {
+    const { allowedInitiators, acls: parsedAcls, luns, chap: tchap, ...rest } = t;
+    let acls: AclConfig[] | undefined;
+    if (parsedAcls || allowedInitiators) {
+      acls = [
+        ...(parsedAcls ?? []).map((a, j) => {
+          const e: AclConfig = { initiator: a.initiator };
+          if (a.luns) e.luns = a.luns;
+          const ac = chap(a.chap, `targets.${i}.acls.${j}.chap`);
+          if (ac) e.chap = ac;
+          return e;
+        }),
+        ...(allowedInitiators ?? []).map((initiator) => ({ initiator })),
+      ];
+    }
+    const target: TargetConfig = {
+      ...rest,
+      luns: luns.map((l) => ({
+        ...l,
+        vendor: l.vendor ?? c.inquiry.vendor,
+        product: l.product ?? c.inquiry.product,
+        revision: l.revision ?? c.inquiry.revision,
+      })),
+    };
+    const tc = chap(tchap, `targets.${i}.chap`);
+    if (tc) target.chap = tc;
+    if (acls) target.acls = acls;
+    return target;
+  });
+  const { discoveryChap, ...rest } = c;
+  const out: Config = { ...rest, targets, controlSocket: c.controlSocket ?? path.join(c.dataDir, 'control.sock') };
+  const dc = chap(discoveryChap, 'discoveryChap');
+  if (dc) out.discoveryChap = dc;
+  return out;
+}
+
+/**
+ * What the schema cannot see: each LUN's backing file or device. A missing
+ * path is fine when the LUN gives a size (it is created sparse); otherwise it
+ * is reported with the key's path, as is anything that is not a regular file
+ * or block device.
+ */
+export function checkBackingPaths(config: Readonly<Config>): string[] {
+  const issues: string[] = [];
+  config.targets.forEach((t, i) => {
+    t.luns.forEach((l, j) => {
+      const at = `targets.${i}.luns.${j}.path`;
+      const file = lunPath(config.dataDir, l.path);
+      let st: fs.Stats | undefined;
+      try {
+        st = fs.statSync(file);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') issues.push(`${at}: ${file}: ${(err as NodeJS.ErrnoException).code}`);
+      }
+      if (!st) {
+        if (l.size === undefined) issues.push(`${at}: ${file} does not exist (give size to create it)`);
+        else if (l.readOnly) issues.push(`${at}: ${file} does not exist and a read-only LUN is not created`);
+        else if (file.startsWith('/dev/')) issues.push(`${at}: block device ${file} does not exist`);
+      } else if (!st.isFile() && !st.isBlockDevice()) {
+        issues.push(`${at}: ${file} is not a regular file or block device`);
+      }
+    });
+  });
+  return issues;
+}
+
+export function parseConfigText(text: string, source: string, options: ValidateOptions = {}): Readonly<Config> {
   let doc: unknown;
   try {
     doc = YAML.parse(text);
   } catch (err) {
     throw new ConfigError(`${source}: YAML error: ${(err as Error).message}`, [(err as Error).message]);
   }
-  return validateConfig(doc, source);
+  return validateConfig(doc, source, options);
 }
 
 export function loadConfigFile(file: string): Readonly<Config> {
-  return parseConfigText(fs.readFileSync(file, 'utf8'), file);
+  return parseConfigText(fs.readFileSync(file, 'utf8'), file, { baseDir: path.dirname(path.resolve(file)) });
+}
+
+/** Load and check a file completely (schema, secrets, backing paths): --check-config and SIGHUP. */
+export function checkConfigFile(file: string): Readonly<Config> {
+  const config = loadConfigFile(file);
+  const issues = checkBackingPaths(config);
+  if (issues.length) throw new ConfigError(`${file} is invalid:\n  ${issues.join('\n  ')}`, issues);
+  return config;
 }
 
 export function defaultConfig(): Readonly<Config> {

@@ -1,11 +1,17 @@
 /**
  * Composition: configuration -> backing stores -> SCSI devices (one per
  * target) -> iSCSI server. The only place that knows all three layers.
+ *
+ * Also the daemon's run-time surfaces (issue 6): access control from the
+ * ACLs (src/access.ts) handed to the transport, the devices and the copy
+ * scope; configuration reload (SIGHUP) that changes LUNs and ACLs without
+ * dropping unaffected sessions; the control socket (`xcopyd status`) and the
+ * Prometheus endpoint.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
-import type { Config } from './config';
+import type { Config, LunConfig, TargetConfig } from './config';
 import { lunPath } from './config';
 import { IdentityStore } from './identity';
 import { FileStore } from './backing/file-store';
@@ -14,33 +20,82 @@ import type { TargetEntry } from '../iscsi/types';
 import { ScsiDevice } from '../scsi/scsi-device';
 import type { LogicalUnitOptions } from '../scsi/logical-unit';
 import { encodeSenseError, SenseError } from '../scsi/sense';
-import type { BackingStore } from '../scsi/backing-store';
 import { buildCopyScope, type ScopedTarget } from './copy-scope';
 import { eui64FromNaa } from './identity';
 import { RodTokenStore } from '../scsi/copy/token-store';
 import { loadTokenSecret } from './token-secret';
 import { fileSideFiles, rodSideFileDir } from './rod-side-files';
+import { AccessHolder, TargetAccess } from './access';
+import { Metrics, instrumentDevice, loginFailureReason, observeTokenStore } from './metrics';
+import { ControlServer } from './control';
+import { buildStatus, type StatusReport } from './status';
+import { LOG_REDACT_PATHS, logSerializers } from './log';
 
 export function createLogger(level: string): Logger {
   return pino({
     level,
     base: { name: 'xcopyd' },
-    redact: { paths: ['*.secret', '*.*.secret', 'chap', '*.chap', 'CHAP_R', 'CHAP_C'], censor: '[redacted]' },
+    redact: { paths: [...LOG_REDACT_PATHS], censor: '[redacted]' },
+    serializers: logSerializers,
   });
+}
+
+/** A LUN as running: its configuration and its open store. */
+interface LiveLun {
+  config: LunConfig;
+  store: FileStore;
+}
+
+/** A target as running. */
+export interface LiveTarget {
+  config: TargetConfig;
+  access: AccessHolder;
+  device: ScsiDevice;
+  entry: TargetEntry;
+  scoped: ScopedTarget;
+  luns: Map<number, LiveLun>;
+}
+
+/** What a reload changed (logged, returned to tests). */
+export interface ReloadSummary {
+  targetsAdded: string[];
+  targetsRemoved: string[];
+  lunsAdded: string[];
+  lunsRemoved: string[];
+  lunsResized: string[];
+  lunsReplaced: string[];
+  aclsChanged: string[];
+  sessionsDropped: number;
+  needsRestart: string[];
+}
+
+/** Fields of a LUN whose change means a new logical unit (anything but size). */
+function lunShape(l: LunConfig): string {
+  const { size: _size, ...rest } = l;
+  return JSON.stringify(rest);
 }
 
 export class Daemon {
   readonly log: Logger;
   server: IscsiServer | null = null;
-  private readonly stores: BackingStore[] = [];
-  private readonly devices: ScsiDevice[] = [];
   /** ROD tokens of the whole daemon: a token works on any LU its user may reach. */
   rodTokens: RodTokenStore | null = null;
   /** Ports actually bound, in the order of config.listen. */
   readonly ports: number[] = [];
+  metrics: Metrics | null = null;
+  control: ControlServer | null = null;
+  readonly startedAt = Date.now();
+  /** Live targets by lower-cased IQN, in configuration order. */
+  private readonly live = new Map<string, LiveTarget>();
+  /** The copy scope reads this array at every resolution; reload edits it in place. */
+  private readonly scoped: ScopedTarget[] = [];
+  private readonly copyScope = buildCopyScope(this.scoped);
+  private identities: IdentityStore | null = null;
+  /** One reload at a time; a SIGHUP during one waits for it. */
+  private reloading: Promise<unknown> = Promise.resolve();
 
   constructor(
-    readonly config: Readonly<Config>,
+    public config: Readonly<Config>,
     log?: Logger,
   ) {
     this.log = log ?? createLogger(config.logLevel);
@@ -49,82 +104,264 @@ export class Daemon {
   async start(): Promise<void> {
     const cfg = this.config;
     fs.mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
-    const identities = new IdentityStore(cfg.dataDir);
-    const targets: TargetEntry[] = [];
-    // EXTENDED COPY resolves CSCDs across every target, within each one's ACL.
-    const scoped: ScopedTarget[] = [];
-    const copyScope = buildCopyScope(scoped);
+    this.identities = new IdentityStore(cfg.dataDir);
     // ODX tokens are sealed with a secret kept in the data directory (0600, made on first run).
-    const rodTokens = new RodTokenStore({
+    this.rodTokens = new RodTokenStore({
       logger: this.log.child({ component: 'rod-tokens' }),
       secret: loadTokenSecret(cfg.dataDir),
       sideFiles: fileSideFiles(rodSideFileDir(cfg.dataDir)),
     });
-    this.rodTokens = rodTokens;
-    for (const t of cfg.targets) {
-      const units: LogicalUnitOptions[] = [];
-      for (const l of t.luns) {
-        const store = await FileStore.open({
-          path: lunPath(cfg.dataDir, l.path),
-          sizeBytes: l.size,
-          blockSize: l.blockSize,
-          physicalBlockSize: l.physicalBlockSize ?? l.blockSize,
-          readOnly: l.readOnly,
-        });
-        this.stores.push(store);
-        const id = identities.resolve(t.iqn, l.lun, { serial: l.serial, naa: l.naa });
-        units.push({
-            lun: l.lun,
-            store,
-            identity: {
-              vendor: l.vendor,
-              product: l.product,
-              revision: '0001',
-              serial: id.serial,
-              naa: Buffer.from(id.naa, 'hex'),
-              eui64: eui64FromNaa(Buffer.from(id.naa, 'hex')),
-            },
-            writeCacheEnabled: l.writeCache,
-            // APTPL reservations and saved mode pages survive restarts here.
-            persistPath: path.join(cfg.dataDir, `pr-${t.iqn}-${l.lun}.json`),
-        });
-        this.log.info({ target: t.iqn, lun: l.lun, path: lunPath(cfg.dataDir, l.path), bytes: store.sizeBytes }, 'LUN ready');
-      }
-      const device = new ScsiDevice({
-        logger: this.log.child({ target: t.iqn }),
-        luns: units,
-        targetPortGroup: 1,
-        copyScope,
-        rodTokens,
-      });
-      this.devices.push(device);
-      scoped.push({ iqn: t.iqn, allowedInitiators: t.allowedInitiators, device });
-      targets.push({
-        name: t.iqn,
-        alias: t.alias,
-        portalGroupTag: t.portalGroupTag,
-        portals: [...cfg.listen],
-        device,
-        chap: t.chap,
-        allowedInitiators: t.allowedInitiators,
-      });
-    }
+    if (cfg.metrics) await this.startMetrics(cfg.metrics.listen);
+    const entries: TargetEntry[] = [];
+    for (const t of cfg.targets) entries.push((await this.buildTarget(t)).entry);
     this.server = new IscsiServer({
       log: this.log,
-      targets,
+      targets: entries,
       limits: cfg.limits,
       discoveryChap: cfg.discoveryChap,
       senseForOversizedWrite: () => encodeSenseError(new SenseError('INVALID_FIELD_IN_CDB')),
+      onLoginFailure: (c, d) => this.metrics?.loginFailures.inc({ reason: loginFailureReason(c, d) }),
     });
     for (const hp of cfg.listen) this.ports.push(await this.server.listen(hp));
+    this.control = new ControlServer(cfg.controlSocket, this.log.child({ component: 'control' }), {
+      status: () => this.status(),
+    });
+    await this.control.listen();
+  }
+
+  // ---- composition ------------------------------------------------------------------
+
+  private async openLun(t: TargetConfig, l: LunConfig): Promise<{ live: LiveLun; options: LogicalUnitOptions }> {
+    const cfg = this.config;
+    const file = lunPath(cfg.dataDir, l.path);
+    const store = await FileStore.open({
+      path: file,
+      sizeBytes: l.size,
+      blockSize: l.blockSize,
+      physicalBlockSize: l.physicalBlockSize ?? l.blockSize,
+      readOnly: l.readOnly,
+    });
+    if (this.metrics) store.onCopied = (r) => this.metrics?.copied(r);
+    const id = this.identities!.resolve(t.iqn, l.lun, { serial: l.serial, naa: l.naa });
+    const naa = Buffer.from(id.naa, 'hex');
+    const options: LogicalUnitOptions = {
+      lun: l.lun,
+      store,
+      identity: { vendor: l.vendor, product: l.product, revision: l.revision, serial: id.serial, naa, eui64: eui64FromNaa(naa) },
+      writeCacheEnabled: l.writeCache,
+      // APTPL reservations and saved mode pages survive restarts here.
+      persistPath: path.join(cfg.dataDir, `pr-${t.iqn}-${l.lun}.json`),
+    };
+    this.log.info({ target: t.iqn, lun: l.lun, path: file, bytes: store.sizeBytes, readOnly: l.readOnly }, 'LUN ready');
+    return { live: { config: l, store }, options };
+  }
+
+  private async buildTarget(t: TargetConfig): Promise<LiveTarget> {
+    const luns = new Map<number, LiveLun>();
+    const units: LogicalUnitOptions[] = [];
+    try {
+      for (const l of t.luns) {
+        const { live, options } = await this.openLun(t, l);
+        luns.set(l.lun, live);
+        units.push(options);
+      }
+    } catch (err) {
+      for (const l of luns.values()) await l.store.close().catch(() => undefined);
+      throw err;
+    }
+    const access = new AccessHolder(TargetAccess.fromConfig(t));
+    const device = new ScsiDevice({
+      logger: this.log.child({ target: t.iqn }),
+      luns: units,
+      targetPortGroup: 1,
+      copyScope: this.copyScope,
+      rodTokens: this.rodTokens!,
+      lunMap: (nexus) => access.current.lunMapFor(nexus),
+      onCopyFinished: (op) => this.metrics?.copyFinished(op),
+    });
+    const entry: TargetEntry = {
+      name: t.iqn,
+      alias: t.alias,
+      portalGroupTag: t.portalGroupTag,
+      portals: [...(t.portals ?? this.config.listen)],
+      device: this.metrics ? instrumentDevice(device, () => this.metrics) : device,
+      chap: t.chap,
+      acl: {
+        mayLogin: (initiator) => access.current.mayLogin(initiator),
+        chapFor: (initiator) => access.current.chapFor(initiator),
+      },
+    };
+    const scoped: ScopedTarget = { iqn: t.iqn, device, access: () => access.current };
+    const target: LiveTarget = { config: t, access, device, entry, scoped, luns };
+    this.live.set(t.iqn.toLowerCase(), target);
+    this.scoped.push(scoped);
+    return target;
+  }
+
+  /** Live targets (status, tests). */
+  targets(): LiveTarget[] {
+    return [...this.live.values()];
+  }
+
+  // ---- reload -------------------------------------------------------------------------
+
+  /**
+   * Apply a new, already validated configuration (SIGHUP). LUNs and ACLs are
+   * added and removed in place; sessions survive unless their target went
+   * away or their initiator is no longer admitted. A resized LUN raises
+   * CAPACITY DATA HAS CHANGED and cancels its ROD tokens; a LUN whose other
+   * settings changed is replaced (its sessions see POWER ON/RESET and
+   * REPORTED LUNS DATA HAS CHANGED). Listen addresses, the data directory,
+   * limits and discovery CHAP need a restart (reported, kept as they were).
+   */
+  reload(next: Readonly<Config>): Promise<ReloadSummary> {
+    const run = this.reloading.then(() => this.applyReload(next));
+    this.reloading = run.catch(() => undefined);
+    return run;
+  }
+
+  private async applyReload(next: Readonly<Config>): Promise<ReloadSummary> {
+    const old = this.config;
+    const server = this.server!;
+    const s: ReloadSummary = {
+      targetsAdded: [], targetsRemoved: [], lunsAdded: [], lunsRemoved: [], lunsResized: [], lunsReplaced: [],
+      aclsChanged: [], sessionsDropped: 0, needsRestart: [],
+    };
+    const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+    for (const key of ['listen', 'dataDir', 'limits', 'discoveryChap', 'controlSocket'] as const) {
+      if (!same(old[key], next[key])) s.needsRestart.push(key);
+    }
+    // Keys that need a restart keep their running values; everything else is the new file.
+    const applied: Config = { ...next, listen: old.listen, dataDir: old.dataDir, limits: old.limits, discoveryChap: old.discoveryChap, controlSocket: old.controlSocket };
+    this.config = applied;
+    if (next.logLevel !== old.logLevel) this.log.level = next.logLevel;
+    if (!same(old.metrics, next.metrics)) {
+      await this.stopMetrics();
+      if (next.metrics) await this.startMetrics(next.metrics.listen);
+    }
+
+    const wanted = new Map(applied.targets.map((t) => [t.iqn.toLowerCase(), t]));
+    for (const [key, lt] of [...this.live]) {
+      if (wanted.has(key)) continue;
+      s.sessionsDropped += this.dropSessions((x) => x.target?.name === lt.entry.name, 'target removed');
+      this.live.delete(key);
+      this.scoped.splice(this.scoped.indexOf(lt.scoped), 1);
+      server.setTargets(this.targets().map((t) => t.entry));
+      await lt.device.close();
+      s.targetsRemoved.push(lt.config.iqn);
+    }
+    for (const [key, t] of wanted) {
+      const lt = this.live.get(key);
+      if (!lt) {
+        await this.buildTarget(t);
+        s.targetsAdded.push(t.iqn);
+        continue;
+      }
+      await this.reloadTarget(lt, t, s);
+    }
+    // Configuration order for SendTargets.
+    server.setTargets(applied.targets.map((t) => this.live.get(t.iqn.toLowerCase())!.entry));
+    this.log.info({ ...s }, 'configuration reloaded');
+    return s;
+  }
+
+  private async reloadTarget(lt: LiveTarget, t: TargetConfig, s: ReloadSummary): Promise<void> {
+    const before = lt.device.lunInventory();
+    const at = (lun: number) => `${t.iqn}/${lun}`;
+    const wanted = new Map(t.luns.map((l) => [l.lun, l]));
+    for (const [lun, l] of [...lt.luns]) {
+      const w = wanted.get(lun);
+      if (w && lunShape(w) === lunShape(l.config)) continue;
+      await lt.device.removeLogicalUnit(lun); // tasks and copies aborted, tokens cancelled, store closed
+      lt.luns.delete(lun);
+      (w ? s.lunsReplaced : s.lunsRemoved).push(at(lun));
+    }
+    for (const l of t.luns) {
+      const have = lt.luns.get(l.lun);
+      if (!have) {
+        const { live, options } = await this.openLun(t, l);
+        lt.device.addLogicalUnit(options);
+        lt.luns.set(l.lun, live);
+        if (!s.lunsReplaced.includes(at(l.lun))) s.lunsAdded.push(at(l.lun));
+        continue;
+      }
+      if (l.size !== undefined && l.size !== have.store.sizeBytes) {
+        const lu = lt.device.logicalUnit(l.lun)!;
+        const was = have.store.sizeBytes;
+        await have.store.resize(l.size);
+        if (have.store.sizeBytes !== was) {
+          lu.capacityChanged(); // 6/2A/09 to every nexus (SBC-4 4.6)
+          this.rodTokens?.cancelFor(lu); // the represented LBAs may be gone (reference 2.12)
+          s.lunsResized.push(at(l.lun));
+        }
+      }
+      have.config = l;
+    }
+    const newAccess = TargetAccess.fromConfig(t);
+    if (JSON.stringify(lt.config.acls) !== JSON.stringify(t.acls) || JSON.stringify(lt.config.chap) !== JSON.stringify(t.chap)) {
+      s.aclsChanged.push(t.iqn);
+    }
+    lt.access.current = newAccess;
+    lt.config = t;
+    lt.entry.alias = t.alias;
+    lt.entry.chap = t.chap;
+    lt.entry.portals = [...(t.portals ?? this.config.listen)];
+    if (lt.entry.portalGroupTag !== t.portalGroupTag) s.needsRestart.push(`targets.${t.iqn}.portalGroupTag`);
+    // Initiators the ACLs no longer admit lose their sessions on this target; others keep theirs.
+    s.sessionsDropped += this.dropSessions((x) => x.target?.name === lt.entry.name && !newAccess.mayLogin(x.initiatorName), 'no longer admitted');
+    lt.device.lunInventoryChanged(before); // 6/3F/0E to the nexuses whose LUN list changed
+  }
+
+  private dropSessions(match: (s: { target: TargetEntry | null; initiatorName: string }) => boolean, why: string): number {
+    let n = 0;
+    for (const session of this.server!.sessions()) {
+      if (!match(session)) continue;
+      n++;
+      session.log.info({ why }, 'ending session after reload');
+      for (const c of session.connections) void c.shutdown(why);
+    }
+    return n;
+  }
+
+  // ---- metrics and status -------------------------------------------------------------
+
+  private async startMetrics(listen: string): Promise<void> {
+    const m = new Metrics({
+      sessions: () => (this.server ? this.server.sessions().map((x) => ({ type: x.type, target: x.target?.name })) : []),
+      liveTokens: () => this.rodTokens?.liveCount ?? 0,
+    });
+    await m.listen(listen, this.log);
+    this.metrics = m;
+    if (this.rodTokens) observeTokenStore(this.rodTokens, () => this.metrics);
+    for (const lt of this.live.values()) {
+      for (const l of lt.luns.values()) l.store.onCopied = (r) => this.metrics?.copied(r);
+      lt.entry.device = instrumentDevice(lt.device, () => this.metrics);
+    }
+  }
+
+  private async stopMetrics(): Promise<void> {
+    const m = this.metrics;
+    if (!m) return;
+    this.metrics = null;
+    for (const lt of this.live.values()) {
+      for (const l of lt.luns.values()) l.store.onCopied = undefined;
+      lt.entry.device = lt.device;
+    }
+    await m.close();
+  }
+
+  status(): StatusReport {
+    return buildStatus(this);
   }
 
   /** Stop accepting, end sessions, sync and close every store. */
   async stop(): Promise<void> {
+    if (this.control) await this.control.close();
     if (this.server) await this.server.close();
-    for (const d of this.devices) await d.close();
+    for (const lt of this.live.values()) await lt.device.close(); // closes its LUs' stores
     if (this.rodTokens) await this.rodTokens.close();
-    for (const s of this.stores) await s.close();
+    await this.stopMetrics();
     this.log.info('stopped');
   }
 }
+

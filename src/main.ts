@@ -3,23 +3,104 @@
  * xcopyd command line:
  *   xcopyd [--config FILE] [--listen HOST:PORT]... [--data-dir DIR] [--log-level L]
  *   xcopyd --check-config FILE
+ *   xcopyd status [--json] [--socket PATH | --config FILE | --data-dir DIR]
+ *
+ * Signals: SIGHUP reloads --config (an invalid file is refused, the running
+ * configuration stays); SIGINT/SIGTERM stop.
  */
 // Copies (koffi .async copy_file_range) and file I/O share libuv's thread pool; the default
 // of 4 threads would let four long copy chunks stall host reads on every LUN. libuv reads
 // this once, at the pool's first use, so it must be set before any asynchronous fs call.
 process.env.UV_THREADPOOL_SIZE ??= '16';
+import fs from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { ConfigError, defaultConfig, loadConfigFile, validateConfig, type Config } from './config';
+import YAML from 'yaml';
+import {
+  ConfigError, DEFAULT_CONFIG_YAML, checkBackingPaths, checkConfigFile, validateConfig, type Config,
+} from './config';
 import { Daemon } from './daemon';
+import { controlRequest } from './control';
+import { renderStatus, type StatusReport } from './status';
 
 function usage(): string {
   return [
     'usage: xcopyd [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--log-level LEVEL]',
     '       xcopyd --check-config FILE',
+    '       xcopyd status [--json] [--socket PATH | --config FILE | --data-dir DIR]',
   ].join('\n');
 }
 
+interface Overrides {
+  listen?: string[];
+  dataDir?: string;
+  logLevel?: string;
+}
+
+/**
+ * The configuration the daemon runs: the file (or the embedded default) with
+ * the command line's overrides applied to the document before validation,
+ * then checked completely (schema, secret files, backing paths).
+ */
+function loadEffectiveConfig(file: string | undefined, o: Overrides): Readonly<Config> {
+  const source = file ?? 'embedded default';
+  let doc: Record<string, unknown>;
+  try {
+    doc = (YAML.parse(file ? fs.readFileSync(file, 'utf8') : DEFAULT_CONFIG_YAML) ?? {}) as Record<string, unknown>;
+  } catch (err) {
+    throw new ConfigError(`${source}: ${(err as Error).message}`, [(err as Error).message]);
+  }
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`${source}: not a mapping`, ['(root): not a mapping']);
+  if (o.listen) doc.listen = o.listen;
+  if (o.dataDir) doc.dataDir = o.dataDir;
+  if (o.logLevel) doc.logLevel = o.logLevel;
+  const config = validateConfig(doc, source, { baseDir: file ? path.dirname(path.resolve(file)) : process.cwd() });
+  const issues = checkBackingPaths(config);
+  if (issues.length) throw new ConfigError(`${source} is invalid:\n  ${issues.join('\n  ')}`, issues);
+  return config;
+}
+
+async function status(argv: string[]): Promise<number> {
+  let args;
+  try {
+    args = parseArgs({
+      args: argv,
+      options: {
+        json: { type: 'boolean' },
+        socket: { type: 'string' },
+        config: { type: 'string' },
+        'data-dir': { type: 'string' },
+      },
+      strict: true,
+    });
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n${usage()}\n`);
+    return 2;
+  }
+  const v = args.values;
+  let socket = v.socket;
+  if (!socket) {
+    try {
+      socket = loadEffectiveConfig(v.config, { dataDir: v['data-dir'] }).controlSocket;
+    } catch (err) {
+      process.stderr.write(`${(err as Error).message}\n`);
+      return 1;
+    }
+  }
+  let report: StatusReport;
+  try {
+    report = (await controlRequest(socket, 'status')) as StatusReport;
+  } catch (err) {
+    process.stderr.write(`xcopyd status: ${socket}: ${(err as Error).message}\n`);
+    return 1;
+  }
+  if (v.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+  else renderStatus(report, process.stdout);
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'status') return status(argv.slice(1));
   let args;
   try {
     args = parseArgs({
@@ -45,7 +126,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (v['check-config']) {
     try {
-      loadConfigFile(v['check-config']);
+      checkConfigFile(v['check-config']);
       process.stdout.write(`${v['check-config']}: valid\n`);
       return 0;
     } catch (err) {
@@ -53,16 +134,10 @@ async function main(argv: string[]): Promise<number> {
       return 1;
     }
   }
+  const overrides: Overrides = { listen: v.listen, dataDir: v['data-dir'], logLevel: v['log-level'] };
   let config: Readonly<Config>;
   try {
-    const base = v.config ? loadConfigFile(v.config) : defaultConfig();
-    const merged = {
-      ...base,
-      listen: v.listen ?? base.listen,
-      dataDir: v['data-dir'] ?? base.dataDir,
-      logLevel: v['log-level'] ?? base.logLevel,
-    };
-    config = validateConfig(merged, v.config ?? 'command line');
+    config = loadEffectiveConfig(v.config, overrides);
   } catch (err) {
     process.stderr.write(`${err instanceof ConfigError ? err.message : String(err)}\n`);
     return 1;
@@ -84,6 +159,23 @@ async function main(argv: string[]): Promise<number> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGHUP', () => {
+    if (stopping) return;
+    if (!v.config) {
+      daemon.log.warn('SIGHUP: running the embedded default configuration, nothing to reload');
+      return;
+    }
+    let next: Readonly<Config>;
+    try {
+      next = loadEffectiveConfig(v.config, overrides);
+    } catch (err) {
+      // The running configuration stays; every bad key is named.
+      const issues = err instanceof ConfigError ? err.issues : [String(err)];
+      daemon.log.error({ file: v.config, issues }, 'reload refused: the new configuration is invalid');
+      return;
+    }
+    daemon.reload(next).catch((err) => daemon.log.error({ err }, 'reload failed part way'));
+  });
   return -1; // keep running
 }
 

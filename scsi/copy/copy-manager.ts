@@ -96,11 +96,13 @@ export class CopyOperation {
 export interface CopyManagerOptions {
   logger: Logger;
   /** This device, for CSCD ID FFFFh and the default scope. */
-  device: CopyTargetDevice & { lunsFor(nexus: ItNexus): number[]; logicalUnit(lun: number): LogicalUnit | undefined };
+  device: CopyTargetDevice & { unitsFor(nexus: ItNexus): LogicalUnit[] };
   /** Resolve designators across the daemon; default: the LUs of this device that the nexus sees. */
   scope?: CopyScope;
   /** Retention of completed operations (ms). */
   retentionMs?: number;
+  /** Told once when an operation has ended, with its final state (metrics; composer: src/metrics.ts). */
+  onFinished?: (op: CopyOperation) => void;
 }
 
 /** A segment ready to run: where its bytes come from and go to. */
@@ -279,9 +281,9 @@ export class CopyManager {
   resolve(nexus: ItNexus, want: Designator): CopyTarget | undefined {
     if (this.options.scope) return this.options.scope(nexus, want);
     const device = this.options.device;
-    for (const lun of device.lunsFor(nexus)) {
-      const lu = device.logicalUnit(lun);
-      if (lu && designatorMatches(lu, want)) return { device, lun, lu };
+    // unitsFor, not lunsFor: with a LUN map the nexus's numbers are not the LUs' own.
+    for (const lu of device.unitsFor(nexus)) {
+      if (designatorMatches(lu, want)) return { device, lun: lu.lun, lu };
     }
     return undefined;
   }
@@ -401,6 +403,7 @@ export class CopyManager {
       log.info({ reason: op.failure.reason, segment: op.failure.commandSpecific, bytes: op.bytesTransferred }, 'copy failed');
     }
     if (op.failure) op.failureSense = encodeSenseError(op.failure);
+    this.options.onFinished?.(op);
     // LIST ID USAGE 11b: nothing is retained.
     if (!op.identified) this.ops.delete(op);
     else this.scheduleSweep();

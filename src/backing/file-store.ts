@@ -60,7 +60,7 @@ async function probeClone(libc: LibC, fd: number, size: number): Promise<boolean
 export class FileStore implements BackingStore {
   readonly blockSize: number;
   readonly physicalBlockSize: number;
-  readonly sizeBytes: number;
+  private size: number;
   readonly readOnly: boolean;
   readonly canPunchHole: boolean;
   readonly canSeekData: boolean;
@@ -84,7 +84,7 @@ export class FileStore implements BackingStore {
   ) {
     this.blockSize = o.blockSize;
     this.physicalBlockSize = o.physicalBlockSize;
-    this.sizeBytes = o.sizeBytes;
+    this.size = o.sizeBytes;
     this.readOnly = o.readOnly;
     this.canPunchHole = o.regular && !o.readOnly && libc !== null;
     this.canSeekData = o.regular && libc !== null;
@@ -102,6 +102,33 @@ export class FileStore implements BackingStore {
 
   /** What the data mover needs of this file. */
   private readonly file: CopyFile;
+
+  /** Told how the bytes of each completed copyRange moved (metrics); unset costs nothing. */
+  onCopied: ((r: CopyRangeResult) => void) | undefined;
+
+  get sizeBytes(): number {
+    return this.size;
+  }
+
+  /**
+   * Grow the LU to `bytes` (configuration reload): a regular file is extended
+   * sparse; a block device is re-read. Shrinking is refused (the initiator's
+   * data past the new end would vanish). The caller raises CAPACITY DATA HAS
+   * CHANGED. Returns the new size.
+   */
+  async resize(bytes: number): Promise<number> {
+    if (this.closed) throw Object.assign(new Error(`${this.path} is closed`), { code: 'EBADF' });
+    const st = await this.fh.stat();
+    let next = st.isFile() ? bytes : await blockDeviceSize(st.rdev);
+    next -= next % this.blockSize;
+    if (next < this.size) throw new Error(`${this.path}: shrinking from ${this.size} to ${next} bytes is refused`);
+    if (st.isFile() && next > st.size) {
+      if (this.readOnly) throw Object.assign(new Error(`${this.path} is read-only`), { code: 'EROFS' });
+      await this.fh.truncate(next);
+    }
+    this.size = next;
+    return next;
+  }
 
   /** Open (and on first run create, sparse) the file or block device. */
   static async open(options: FileStoreOptions): Promise<FileStore> {
@@ -223,7 +250,9 @@ export class FileStore implements BackingStore {
     if (dst.readOnly) throw Object.assign(new Error(`copy destination is read-only`), { code: 'EROFS' });
     const target = dst instanceof FileStore ? dst.file : dst;
     if (dst instanceof FileStore && dst.closed) throw Object.assign(new Error(`${dst.path} is closed`), { code: 'EBADF' });
-    return copyFileRange(this.libc, this.file, target, srcOffset, dstOffset, length, options);
+    const r = await copyFileRange(this.libc, this.file, target, srcOffset, dstOffset, length, options);
+    this.onCopied?.(r);
+    return r;
   }
 
   async close(): Promise<void> {
