@@ -34,9 +34,9 @@ export class IscsiTask implements ScsiTask {
   readonly signal: AbortSignal;
   /**
    * Write data. When the command arrives it holds only the first burst
-   * (immediate + unsolicited data, at most FirstBurstLength); it grows to EDTL
-   * when the core asks for the data, so queued commands pin no more memory
-   * than the negotiated first burst.
+   * (immediate + unsolicited data, at most FirstBurstLength); it grows to the
+   * length the core asks for (at most EDTL) when the command runs, so queued
+   * commands pin no more memory than the negotiated first burst.
    */
   writeBuf: Buffer | null = null;
   /** EDTL beyond what the transport buffers: answered with CHECK CONDITION, data never solicited. */
@@ -104,10 +104,12 @@ export class IscsiTask implements ScsiTask {
     if (this.signal.aborted) return Promise.reject(this.signal.reason ?? new TransportError('ABORTED', 'aborted'));
     const want = Math.max(0, Math.min(length, this.expectedDataTransferLength));
     if (want === 0 || !this.isWrite || this.refuseWrite) return Promise.resolve(Buffer.alloc(0));
-    if (!this.writeBuf || this.writeBuf.length < this.expectedDataTransferLength) {
-      const full = Buffer.allocUnsafe(this.expectedDataTransferLength);
-      if (this.writeBuf) this.writeBuf.copy(full, 0);
-      this.writeBuf = full;
+    // Grow to what the core asks for, not to EDTL: an EDTL far beyond the CDB's transfer would
+    // otherwise reserve EDTL per queued command. Data-Out beyond the buffer is never solicited.
+    if (!this.writeBuf || this.writeBuf.length < want) {
+      const grown = Buffer.allocUnsafe(want);
+      if (this.writeBuf) this.writeBuf.copy(grown, 0);
+      this.writeBuf = grown;
     }
     this.wanted = want;
     if (this.isComplete()) return Promise.resolve(this.writeBuf.subarray(0, want));

@@ -26,7 +26,7 @@
 import net from 'node:net';
 import { startTestDaemon, type TestDaemon } from '../support/daemon';
 import {
-  TestInitiator, bhs, cdb, clearUnitAttentions, openSession, scsiCommandBhs, startCommand, textData, waitClosed, waitForPdu, waitUntil,
+  TestInitiator, awaitResponse, bhs, cdb, clearUnitAttentions, openSession, scsiCommandBhs, startCommand, textData, waitClosed, waitForPdu, waitUntil,
 } from '../support/initiator';
 import { BHS_LENGTH, NO_TAG, padLength, type Pdu } from '../../iscsi/pdu';
 
@@ -131,6 +131,24 @@ describe('data segment and burst limits', () => {
     const ok = await c.command(0, cdb.write10(0, 8), { dataOut: Buffer.alloc(4096, 3) });
     expect(ok.status).toBe(0);
     await c.logout();
+    c.close();
+  });
+
+  it('an EDTL far beyond what the CDB transfers reserves only what the command asks for', async () => {
+    // WRITE(10) of one block with an EDTL of almost 1 MiB (maxWriteBuffer here): the target solicits
+    // 512 bytes and must not reserve the whole EDTL for them (queue depth x EDTL otherwise).
+    const c = await openSession(td.port, { keys: { InitialR2T: 'Yes', ImmediateData: 'No' } });
+    await clearUnitAttentions(c, 0);
+    const edtl = 1024 * 1024 - 512;
+    const out = Buffer.alloc(edtl, 7);
+    let status = -1;
+    const largest = await largestAllocationDuring(async () => {
+      const { itt } = startCommand(c, 0, cdb.write10(0, 1), { edtl, write: true });
+      const r = await awaitResponse(c, itt, { dataOut: out, timeoutMs: 5000 });
+      status = r?.status ?? -1;
+    });
+    expect(status).toBe(0);
+    expect(largest).toBeLessThan(256 * 1024);
     c.close();
   });
 
