@@ -107,7 +107,7 @@ const lunSchema = z
     lun: z.number().int().min(0).max(16383),
     path: z.string().min(1),
     size: sizeSchema.optional(),
-    blockSize: z.union([z.literal(512), z.literal(4096)]).default(512),
+    blockSize: z.union([z.literal(512), z.literal(4096)], { error: 'blockSize must be 512 or 4096' }).default(512),
     /** Reported in READ CAPACITY(16) (LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT) and VPD B0h. */
     physicalBlockSize: z
       .number()

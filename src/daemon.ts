@@ -31,13 +31,15 @@ import { ControlServer } from './control';
 import { buildStatus, type StatusReport } from './status';
 import { LOG_REDACT_PATHS, logSerializers } from './log';
 
-export function createLogger(level: string): Logger {
-  return pino({
+/** The root logger: JSON to stdout (or `destination`), secrets redacted (src/log.ts). */
+export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
+  const options: pino.LoggerOptions = {
     level,
     base: { name: 'xcopyd' },
     redact: { paths: [...LOG_REDACT_PATHS], censor: '[redacted]' },
     serializers: logSerializers,
-  });
+  };
+  return destination ? pino(options, destination) : pino(options);
 }
 
 /** A LUN as running: its configuration and its open store. */

@@ -19,9 +19,7 @@ import YAML from 'yaml';
 import {
   ConfigError, DEFAULT_CONFIG_YAML, checkBackingPaths, checkConfigFile, validateConfig, type Config,
 } from './config';
-import { Daemon } from './daemon';
-import { controlRequest } from './control';
-import { renderStatus, type StatusReport } from './status';
+import type { StatusReport } from './status';
 
 function usage(): string {
   return [
@@ -87,6 +85,9 @@ async function status(argv: string[]): Promise<number> {
       return 1;
     }
   }
+  // Loaded here, not at the top: --check-config and status start without the daemon's modules.
+  const { controlRequest } = await import('./control');
+  const { renderStatus } = await import('./status');
   let report: StatusReport;
   try {
     report = (await controlRequest(socket, 'status')) as StatusReport;
@@ -142,6 +143,7 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`${err instanceof ConfigError ? err.message : String(err)}\n`);
     return 1;
   }
+  const { Daemon } = await import('./daemon');
   const daemon = new Daemon(config);
   await daemon.start();
   let stopping = false;

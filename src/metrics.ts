@@ -10,7 +10,7 @@
  *    when off);
  *  - copy operations by outcome: CopyManager's onFinished hook (one optional
  *    call per operation);
- *  - ROD token lifecycle: the token store instance's create/hold/invalidate,
+ *  - ROD token lifecycle: the token store instance's create/resolve/invalidate,
  *    observed while metrics are on (observeTokenStore);
  *  - sessions, live tokens: read at scrape time;
  *  - login failures by reason: IscsiServer's onLoginFailure hook.
@@ -242,16 +242,18 @@ export function observeTokenStore(store: RodTokenStore, metrics: () => Metrics |
   if (marked.__metricsObserved) return;
   marked.__metricsObserved = true;
   const create = store.create.bind(store);
-  const hold = store.hold.bind(store);
+  const resolve = store.resolve.bind(store);
   const invalidate = store.invalidate.bind(store);
   store.create = async (o) => {
     const t = await create(o);
     metrics()?.tokenEvents.inc({ event: 'created' });
     return t;
   };
-  store.hold = (t) => {
+  // resolve() is how WRITE USING TOKEN presents a token: a live one returned is a use.
+  store.resolve = (presented) => {
+    const t = resolve(presented);
     metrics()?.tokenEvents.inc({ event: 'used' });
-    hold(t);
+    return t;
   };
   store.invalidate = (t, why) => {
     if (t.state === 'live') metrics()?.tokenEvents.inc({ event: why });

@@ -27,6 +27,8 @@ const BOB = 'iqn.2026-11.org.example:bob';
 const CAROL = 'iqn.2026-11.org.example:carol';
 const DAVE = 'iqn.2026-11.org.example:dave';
 const DAVE_CHAP = { user: 'dave', secret: 'dave-secret-12' };
+const ERIN = 'iqn.2026-11.org.example:erin';
+const ERIN_CHAP = { user: 'erin', secret: 'erin-secret-12', mutual: { user: 'target-d', secret: 'd-proves-itself' } };
 const BS = 512;
 
 let td: TestDaemon;
@@ -44,7 +46,7 @@ beforeAll(async () => {
       },
       { iqn: B, acls: [{ initiator: BOB }], luns: [{ lun: 0, path: 'b0.img', size: '8MiB' }] },
       { iqn: C, luns: [{ lun: 0, path: 'c0.img', size: '8MiB' }] },
-      { iqn: D, acls: [{ initiator: DAVE, chap: DAVE_CHAP }], luns: [{ lun: 0, path: 'd0.img', size: '8MiB' }] },
+      { iqn: D, acls: [{ initiator: DAVE, chap: DAVE_CHAP }, { initiator: ERIN, chap: ERIN_CHAP }], luns: [{ lun: 0, path: 'd0.img', size: '8MiB' }] },
     ],
   });
 });
@@ -116,6 +118,20 @@ describe('login and discovery honour the ACLs', () => {
     const r2 = await none.login({ initiatorName: DAVE, targetName: D });
     expect([r2.statusClass, r2.statusDetail]).toEqual([2, 1]);
     none.close();
+  });
+
+  it('mutual CHAP per ACL entry: erin checks the target\'s proof; dave\'s credentials do not open erin\'s entry', async () => {
+    const c = await TestInitiator.connect(td.port);
+    const r = await c.login({ initiatorName: ERIN, targetName: D, chap: ERIN_CHAP }); // throws if the target's proof is wrong
+    expect(r.statusClass).toBe(0);
+    c.close();
+    const wrongTarget = await TestInitiator.connect(td.port);
+    await expect(wrongTarget.login({ initiatorName: ERIN, targetName: D, chap: { ...ERIN_CHAP, mutual: { user: 'target-d', secret: 'not-the-target1' } } })).rejects.toThrow(/mutual/);
+    wrongTarget.close();
+    const borrowed = await TestInitiator.connect(td.port);
+    const b = await borrowed.login({ initiatorName: ERIN, targetName: D, chap: DAVE_CHAP });
+    expect([b.statusClass, b.statusDetail]).toEqual([2, 1]);
+    borrowed.close();
   });
 
   it('SendTargets lists only the targets the initiator may log in to', async () => {
