@@ -317,6 +317,9 @@ async function main(): Promise<number> {
     errors: totals.errors, miscompares: totals.miscompares, copies: totals.copies, tokenCopies: totals.tokenCopies, copyMiscompares: totals.copyMiscompares,
     rssAtStartMiB: +(rssAtStart / 1024).toFixed(1), rssAfterWarmupMiB: +(afterWarmup / 1024).toFixed(1), peakRssMiB: +(peak / 1024).toFixed(1),
     endRssMiB: +(end / 1024).toFixed(1), rssGrowthAfterWarmupMiB: +((end - afterWarmup) / 1024).toFixed(1),
+    // The lowest RSS of each 30 s window: a GC sawtooth has flat minima, a leak's climb.
+    rssMinPer30sMiB: Array.from({ length: Math.ceil(SECONDS / 30) }, (_, i) => warm.filter(([t]) => t >= WARMUP_S + i * 30 && t < WARMUP_S + (i + 1) * 30).map(([, r]) => r))
+      .filter((w) => w.length).map((w) => +(Math.min(...w) / 1024).toFixed(1)),
   }, null, 1));
   if (errors.length) console.log(`first errors:\n  ${errors.join('\n  ')}`);
   return totals.errors || totals.miscompares || totals.copyMiscompares ? 1 : 0;
