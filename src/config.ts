@@ -98,6 +98,21 @@ export type ChapConfig = {
 
 const hostPortSchema = z.string().regex(/^(\[[0-9A-Fa-f:.]+\]|[^:\s]+):\d{1,5}$/, 'not HOST:PORT');
 
+/**
+ * Cross-field checks run even when some fields are already invalid, so one
+ * --check-config names every problem (zod skips refinements of a failed
+ * object otherwise). The data may then be malformed: a check that trips over
+ * it stops quietly, as the field's own issue already says what is wrong.
+ */
+const ALWAYS = { when: () => true };
+function tolerant(check: () => void): void {
+  try {
+    check();
+  } catch {
+    // malformed input, reported by the field schemas
+  }
+}
+
 function inquiryText(max: number) {
   return z.string().max(max).regex(/^[\x20-\x7e]*$/, 'printable ASCII only');
 }
@@ -164,7 +179,7 @@ const targetSchema = z
     luns: z.array(lunSchema).min(1),
   })
   .strict()
-  .superRefine((t, ctx) => {
+  .superRefine((t, ctx) => tolerant(() => {
     const seen = new Set<number>();
     t.luns.forEach((l, i) => {
       if (seen.has(l.lun)) ctx.addIssue({ code: 'custom', path: ['luns', i, 'lun'], message: `LUN ${l.lun} is configured twice` });
@@ -191,7 +206,7 @@ const targetSchema = z
       });
     });
     t.allowedInitiators?.forEach((name, i) => note(name, ['allowedInitiators', i]));
-  });
+  }), ALWAYS);
 
 export const configSchema = z
   .object({
@@ -230,7 +245,7 @@ export const configSchema = z
     targets: z.array(targetSchema).min(1),
   })
   .strict()
-  .superRefine((c, ctx) => {
+  .superRefine((c, ctx) => tolerant(() => {
     const iqns = new Map<string, number>();
     const naas = new Map<string, string>();
     const serials = new Map<string, string>();
@@ -242,7 +257,7 @@ export const configSchema = z
       t.portals?.forEach((p, j) => {
         if (!c.listen.includes(p)) ctx.addIssue({ code: 'custom', path: ['targets', i, 'portals', j], message: `${p} is not one of listen` });
       });
-      t.luns.forEach((l, j) => {
+      t.luns.forEach((l, j) => tolerant(() => {
         const at = `targets.${i}.luns.${j}`;
         const once = (m: Map<string, string>, key: string | undefined, field: string, what: string) => {
           if (key === undefined) return;
@@ -252,9 +267,9 @@ export const configSchema = z
         once(naas, l.naa?.toLowerCase(), 'naa', 'NAA designator');
         once(serials, l.serial, 'serial', 'serial number');
         once(paths, lunPath(c.dataDir, l.path), 'path', 'backing path');
-      });
+      }));
     });
-  });
+  }), ALWAYS);
 
 type ParsedConfig = z.infer<typeof configSchema>;
 type ParsedTarget = ParsedConfig['targets'][number];

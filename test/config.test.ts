@@ -117,6 +117,16 @@ targets:
       expect(issuesOf(text, files)).toContain(expected);
     });
 
+    it('names every problem in one report, cross-field ones included, even with malformed entries', () => {
+      const issues = issuesOf(
+        `targets: [{ iqn: "${IQN}", acls: [{ initiator: "iqn.2026-11.x:i", luns: [9] }], luns: [{ lun: 0, path: a, size: 1MiB, blockSize: 7 }, { lun: 0, path: b, size: 1MiB }, "junk"] },
+                   { iqn: "${IQN}", luns: [{ lun: 0, path: a, size: 1MiB }] }]`,
+      );
+      for (const want of ['targets.0.luns.0.blockSize', 'targets.0.luns.1.lun: LUN 0 is configured twice', 'targets.0.luns.2', 'targets.0.acls.0.luns.0: the target has no LUN 9', 'targets.1.iqn: duplicate target IQN']) {
+        expect(issues).toContain(want);
+      }
+    });
+
     it('a secret never appears in an error message', () => {
       const issues = issuesOf(`targets: [{ iqn: "${IQN}", chap: { user: u, secret: "sekrit-but-far-too-long" }, luns: [{ lun: 0, path: a, size: 1MiB }] }]`);
       expect(issues).toContain('targets.0.chap.secret');

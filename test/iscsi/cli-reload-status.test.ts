@@ -71,6 +71,7 @@ describe('xcopyd with SIGHUP and status', () => {
       process.kill(child.pid!, 'SIGHUP');
       await waitFor('reload refused');
       expect(out).toContain('targets.0.luns.1.blockSize: blockSize must be 512 or 4096');
+      expect(out).toContain('targets.0.luns.1.lun: LUN 0 is configured twice'); // in the same report
       expect((await c.command(0, cdb.testUnitReady())).status).toBe(0);
 
       // A valid one: LUN 1 appears under the live session.
