@@ -225,6 +225,16 @@ export class Daemon {
   private async applyReload(next: Readonly<Config>): Promise<ReloadSummary> {
     const old = this.config;
     const server = this.server!;
+    // Refused before anything changes: a LUN kept as it is but smaller (its data past the new end would vanish).
+    next.targets.forEach((t, i) => {
+      const lt = this.live.get(t.iqn.toLowerCase());
+      t.luns.forEach((l, j) => {
+        const have = lt?.luns.get(l.lun);
+        if (have && l.size !== undefined && lunShape(l) === lunShape(have.config) && l.size < have.store.sizeBytes) {
+          throw new Error(`targets.${i}.luns.${j}.size: shrinking a LUN (${have.store.sizeBytes} -> ${l.size} bytes) is refused`);
+        }
+      });
+    });
     const s: ReloadSummary = {
       targetsAdded: [], targetsRemoved: [], lunsAdded: [], lunsRemoved: [], lunsResized: [], lunsReplaced: [],
       aclsChanged: [], sessionsDropped: 0, needsRestart: [],

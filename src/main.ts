@@ -176,7 +176,7 @@ async function main(argv: string[]): Promise<number> {
       daemon.log.error({ file: v.config, issues }, 'reload refused: the new configuration is invalid');
       return;
     }
-    daemon.reload(next).catch((err) => daemon.log.error({ err }, 'reload failed part way'));
+    daemon.reload(next).catch((err) => daemon.log.error({ err }, 'reload failed'));
   });
   return -1; // keep running
 }

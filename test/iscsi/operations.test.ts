@@ -167,6 +167,12 @@ describe('SIGHUP reload', () => {
     const cap = await alice.command(0, cdb.readCapacity16(), { read: 32 });
     expect(cap.data.readBigUInt64BE(0) + 1n).toBe(BigInt((16 * 1024 * 1024) / BS));
     expectSense(await writeUsingToken(alice, 0, 2, token, [[100, 8]]), SENSE.TOKEN_CANCELLED, 'token after resize');
+    // Shrinking is refused before anything changes, with the key's path.
+    await expect(
+      d.daemon.reload(d.config({ targets: [{ iqn: T, acls: [{ initiator: ALICE }, { initiator: BOB }], luns: [{ ...lun0, size: '4MiB' }] }] })),
+    ).rejects.toThrow('targets.0.luns.0.size: shrinking a LUN');
+    expect(d.daemon.targets()[0].access.current.mayLogin(BOB)).toBe(false);
+    expect((await alice.command(0, cdb.testUnitReady())).status).toBe(0);
     alice.close();
   });
 });
