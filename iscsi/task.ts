@@ -90,7 +90,8 @@ export class IscsiTask implements ScsiTask {
     this.settle();
   }
 
-  abort(reason: TransportError): void {
+  /** Abort the task (transport loss, TMF, or the core's reset/clear through ScsiTask.abort). */
+  abort(reason: Error = new TransportError('ABORTED', 'aborted')): void {
     if (!this.controller.signal.aborted) this.controller.abort(reason);
     if (this.waiter) {
       const w = this.waiter;

@@ -90,7 +90,8 @@ export interface ScsiDeviceOptions {
 interface TaskRecord {
   readonly nexusKey: string;
   readonly lun: number;
-  readonly controller: AbortController;
+  /** Abort this task (its signal fires). */
+  readonly abort: () => void;
   readonly settled: Promise<void>;
 }
 
@@ -265,22 +266,34 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
 
   async execute(task: ScsiTask): Promise<ExecuteResult> {
     if (task.signal.aborted) return ABORTED;
-    const controller = new AbortController();
-    const onAbort = (): void => controller.abort();
-    task.signal.addEventListener('abort', onAbort, { once: true });
+    // A transport that can abort its task lends us its signal; otherwise link a controller of ours.
+    let signal: AbortSignal;
+    let abort: () => void;
+    let unlink: (() => void) | undefined;
+    if (typeof task.abort === 'function') {
+      signal = task.signal;
+      abort = () => task.abort!(new TaskAbortedError());
+    } else {
+      const controller = new AbortController();
+      const onAbort = (): void => controller.abort();
+      task.signal.addEventListener('abort', onAbort, { once: true });
+      unlink = () => task.signal.removeEventListener('abort', onAbort);
+      signal = controller.signal;
+      abort = () => controller.abort();
+    }
     let settle!: () => void;
     const record: TaskRecord = {
       nexusKey: task.nexus.key,
       lun: this.luFor(task.nexus, task.lun)?.lun ?? task.lun, // the LU's own LUN: aborts span nexuses
-      controller,
+      abort,
       settled: new Promise<void>((resolve) => (settle = resolve)),
     };
     this.tasks.add(record);
     try {
-      const result = await this.run(task, controller.signal);
-      return controller.signal.aborted ? ABORTED : result;
+      const result = await this.run(task, signal);
+      return signal.aborted ? ABORTED : result;
     } finally {
-      task.signal.removeEventListener('abort', onAbort);
+      unlink?.();
       this.tasks.delete(record);
       settle();
     }
@@ -410,7 +423,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
   /** Abort the matching tasks and wait until every one of them has settled. */
   private async abortTasks(match: (t: TaskRecord) => boolean): Promise<Set<string>> {
     const hit = [...this.tasks].filter(match);
-    for (const t of hit) t.controller.abort();
+    for (const t of hit) t.abort();
     await Promise.all(hit.map((t) => t.settled));
     return new Set(hit.map((t) => t.nexusKey));
   }

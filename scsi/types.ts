@@ -55,6 +55,12 @@ export interface ScsiTask {
   /** Set by the transport when the task is aborted (TMF, LU reset, connection loss). */
   readonly signal: AbortSignal;
   /**
+   * Abort the task through its own signal. Optional: when the transport
+   * offers it, the core aborts tasks (LU reset, CLEAR TASK SET from another
+   * nexus) through it instead of linking a second AbortController per command.
+   */
+  abort?(reason?: Error): void;
+  /**
    * Fetch `length` bytes of write data starting at buffer offset 0 (the transport
    * collects immediate, unsolicited and solicited data). Never more than
    * expectedDataTransferLength; the core clamps and reports residuals.
