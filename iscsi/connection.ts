@@ -157,7 +157,9 @@ export class Connection implements DataSolicitor {
     if (!this.corked) {
       this.corked = true;
       sock.cork();
-      process.nextTick(() => {
+      // Uncork in the check phase: every completion of this event-loop turn (thread-pool
+      // callbacks arrive together) goes out in one writev instead of one syscall each.
+      setImmediate(() => {
         this.corked = false;
         sock.uncork();
       });
