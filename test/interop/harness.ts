@@ -33,7 +33,8 @@ const GiB = 1024 * 1024 * 1024;
 // ---------------------------------------------------------------------------------------
 // tools
 
-function findInPath(name: string): string | undefined {
+/** Absolute path of an executable on PATH (plus the sbin directories), or undefined. */
+export function findInPath(name: string): string | undefined {
   const dirs = (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/sbin', '/usr/local/sbin']);
   for (const d of dirs) {
     if (!d) continue;
