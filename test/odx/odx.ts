@@ -48,13 +48,8 @@ export function reportAllRodTokensCdb(alloc = 65536): Buffer {
   return c;
 }
 
-export function copyOperationAbortCdb(listId: number): Buffer {
-  const c = Buffer.alloc(16);
-  c[0] = 0x83;
-  c[1] = 0x1c;
-  c.writeUInt32BE(listId, 2);
-  return c;
-}
+/** COPY OPERATION ABORT (83h/1Ch): the same CDB the EXTENDED COPY tests build. */
+export { coaCdb as copyOperationAbortCdb } from '../scsi/copy/helpers';
 
 export function writeSame16Cdb(lba: number, blocks: number, o: { unmap?: boolean; ndob?: boolean } = {}): Buffer {
   const c = Buffer.alloc(16);
