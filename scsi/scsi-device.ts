@@ -331,7 +331,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
         if (why) throw new ReservationConflict(why);
       }
       if (lu && entry.flags & CommandFlag.WRITES_MEDIUM) lu.checkWritable(); // SBC-4 4.11: 7/27/00
-      const cdb = Buffer.from(task.cdb.subarray(0, entry.cdbLength)); // outlives the receive buffer
+      const cdb = task.cdb.subarray(0, entry.cdbLength); // the transport handed these bytes over (ScsiTask.cdb)
       const dataOut = (length: number): Promise<Buffer> => this.dataOut(task, signal, length);
       ctx = { task, cdb, entry, lun, lu, device: this, signal, logger: this.logger, dataOut };
       const r = (await entry.handler(ctx)) ?? {};

@@ -45,7 +45,12 @@ export interface ItNexus {
 export interface ScsiTask {
   /** LUN as decoded from the transport (SAM flat/peripheral addressing already decoded to a number). */
   readonly lun: number;
-  /** The CDB; may alias a receive buffer, so copy anything that must outlive execute(). */
+  /**
+   * The CDB. Handed over with the task: the transport must not reuse or change
+   * these bytes afterwards (iSCSI copies the CDB out of its receive buffer when
+   * the command arrives, since a command may wait for its CmdSN), so the core
+   * keeps a view, not another copy.
+   */
   readonly cdb: Buffer;
   readonly nexus: ItNexus;
   /** Expected data transfer length the initiator declared for its buffer (bytes). */
