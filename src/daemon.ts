@@ -26,7 +26,7 @@ import { RodTokenStore } from '../scsi/copy/token-store';
 import { loadTokenSecret } from './token-secret';
 import { fileSideFiles, rodSideFileDir } from './rod-side-files';
 import { AccessHolder, TargetAccess } from './access';
-import { Metrics, instrumentDevice, loginFailureReason, observeTokenStore } from './metrics';
+import { Metrics, instrumentDevice, loginFailureReason } from './metrics';
 import { ControlServer } from './control';
 import { buildStatus, type StatusReport } from './status';
 import { LOG_REDACT_PATHS, logSerializers } from './log';
@@ -344,7 +344,7 @@ export class Daemon {
     });
     await m.listen(listen, this.log);
     this.metrics = m;
-    if (this.rodTokens) observeTokenStore(this.rodTokens, () => this.metrics);
+    if (this.rodTokens) this.rodTokens.onEvent = (event) => this.metrics?.tokenEvent(event);
     for (const lt of this.live.values()) {
       for (const l of lt.luns.values()) l.store.onCopied = (r) => this.metrics?.copied(r);
       lt.entry.device = instrumentDevice(lt.device, () => this.metrics);
@@ -355,6 +355,7 @@ export class Daemon {
     const m = this.metrics;
     if (!m) return;
     this.metrics = null;
+    if (this.rodTokens) this.rodTokens.onEvent = undefined;
     for (const lt of this.live.values()) {
       for (const l of lt.luns.values()) l.store.onCopied = undefined;
       lt.entry.device = lt.device;

@@ -10,8 +10,8 @@
  *    when off);
  *  - copy operations by outcome: CopyManager's onFinished hook (one optional
  *    call per operation);
- *  - ROD token lifecycle: the token store instance's create/resolve/invalidate,
- *    observed while metrics are on (observeTokenStore);
+ *  - ROD token lifecycle: the token store's onEvent hook (RodTokenStore.onEvent,
+ *    unset when off);
  *  - sessions, live tokens: read at scrape time;
  *  - login failures by reason: IscsiServer's onLoginFailure hook.
  */
@@ -20,7 +20,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Logger } from 'pino';
 import type { CopyRangeResult } from '../scsi/backing-store';
 import type { CopyOperation } from '../scsi/copy/copy-manager';
-import type { RodTokenStore } from '../scsi/copy/token-store';
+import type { TokenEvent } from '../scsi/copy/token-store';
 import { Opcode } from '../scsi/opcodes';
 import { ScsiStatus, type ItNexus, type ScsiDevice, type ScsiResult, type ScsiTask, type TmfFunction } from '../scsi/types';
 import { parseHostPort } from '../iscsi/server';
@@ -43,6 +43,8 @@ const STATUS_NAMES: Record<number, string> = {
   [ScsiStatus.TASK_SET_FULL]: 'task_set_full',
   [ScsiStatus.TASK_ABORTED]: 'task_aborted',
 };
+/** Every token lifecycle event, so each series exists (at 0) from the first scrape. */
+const TOKEN_EVENTS: readonly TokenEvent[] = ['created', 'used', 'expired', 'deleted', 'cancelled', 'revoked'];
 const SENSE_KEYS = [
   'no_sense', 'recovered_error', 'not_ready', 'medium_error', 'hardware_error', 'illegal_request', 'unit_attention',
   'data_protect', 'blank_check', 'vendor_specific', 'copy_aborted', 'aborted_command', 'reserved_c', 'volume_overflow',
@@ -152,6 +154,12 @@ export class Metrics {
     });
     // Zero-valued series exist from the start, so rate() works from the first scrape.
     for (const method of ['offloaded', 'cloned', 'buffered', 'holes']) this.copyBytes.inc({ method }, 0);
+    for (const event of TOKEN_EVENTS) this.tokenEvents.inc({ event }, 0);
+  }
+
+  /** RodTokenStore.onEvent while metrics are on. */
+  tokenEvent(event: TokenEvent): void {
+    this.tokenEvents.inc({ event });
   }
 
   command(task: ScsiTask, r: ScsiResult, seconds: number): void {
@@ -229,34 +237,5 @@ export function instrumentDevice(device: ScsiDevice, metrics: () => Metrics | nu
       metrics()?.command(task, r, Number(process.hrtime.bigint() - t0) / 1e9);
       return r;
     },
-  };
-}
-
-/**
- * Count token lifecycle events of a store while `metrics()` is non-null. The
- * token store has no observer of its own, so its instance methods are wrapped
- * (once per store; a proper hook in scsi/copy/token-store.ts would replace this).
- */
-export function observeTokenStore(store: RodTokenStore, metrics: () => Metrics | null): void {
-  const marked = store as RodTokenStore & { __metricsObserved?: boolean };
-  if (marked.__metricsObserved) return;
-  marked.__metricsObserved = true;
-  const create = store.create.bind(store);
-  const resolve = store.resolve.bind(store);
-  const invalidate = store.invalidate.bind(store);
-  store.create = async (o) => {
-    const t = await create(o);
-    metrics()?.tokenEvents.inc({ event: 'created' });
-    return t;
-  };
-  // resolve() is how WRITE USING TOKEN presents a token: a live one returned is a use.
-  store.resolve = (presented) => {
-    const t = resolve(presented);
-    metrics()?.tokenEvents.inc({ event: 'used' });
-    return t;
-  };
-  store.invalidate = (t, why) => {
-    if (t.state === 'live') metrics()?.tokenEvents.inc({ event: why });
-    invalidate(t, why);
   };
 }

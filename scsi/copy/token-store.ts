@@ -61,6 +61,10 @@ export interface BlockRange {
 
 export type TokenMode = 'clone' | 'cow' | 'vulnerable' | 'reference';
 export type Invalidation = 'expired' | 'deleted' | 'cancelled' | 'revoked';
+/** A token's lifecycle, as the store's observer sees it: made, presented by WRITE USING TOKEN, invalidated. */
+export type TokenEvent = 'created' | 'used' | Invalidation;
+/** Called synchronously, once per event; it must not throw. */
+export type TokenEventListener = (event: TokenEvent, token: RodToken) => void;
 
 const INVALIDATION_SENSE: Record<Invalidation, SenseReason> = {
   expired: 'TOKEN_EXPIRED',
@@ -215,6 +219,8 @@ export interface RodTokenStoreOptions {
   wutDeadlineMs?: number;
   /** Period of the expiry sweep (ms). */
   sweepMs?: number;
+  /** Lifecycle observer (the daemon's metrics); settable later through `onEvent`. */
+  onEvent?: TokenEventListener;
 }
 
 export interface CreateTokenOptions {
@@ -247,8 +253,11 @@ export class RodTokenStore {
   /** Bytes held by side files (accounted). */
   spaceUsed = 0;
   readonly startedAt = Date.now();
+  /** Lifecycle observer: unset costs nothing. */
+  onEvent?: TokenEventListener;
 
   constructor(options: RodTokenStoreOptions) {
+    this.onEvent = options.onEvent;
     this.logger = options.logger;
     this.secret = options.secret;
     this.sideFiles = options.sideFiles ?? memorySideFiles;
@@ -328,6 +337,7 @@ export class RodTokenStore {
     }
     this.scheduleSweep();
     this.logger.debug({ token: token.key, mode, bytes: rod, ranges: mapped.length }, 'ROD token created');
+    this.onEvent?.('created', token);
     return token;
   }
 
@@ -383,6 +393,7 @@ export class RodTokenStore {
       if (t.lu.blockCount !== t.capacity) this.invalidate(t, 'cancelled');
       else if (t.uses === 0 && Date.now() - t.lastUse > t.inactivityMs) this.invalidate(t, 'expired');
       if (t.state !== 'live') throw new SenseError(INVALIDATION_SENSE[t.state]);
+      this.onEvent?.('used', t);
       return t;
     }
     const tomb = this.tombstones.get(key);
@@ -410,6 +421,7 @@ export class RodTokenStore {
     this.unwatch(t);
     this.tombstones.set(t.key, { why, until: Date.now() + 2 * Math.max(t.inactivityMs, 60_000) });
     this.logger.debug({ token: t.key, why }, 'ROD token invalidated');
+    this.onEvent?.(why, t);
     if (t.uses === 0) this.drop(t);
     this.scheduleSweep();
   }

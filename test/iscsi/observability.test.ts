@@ -1,0 +1,245 @@
+/**
+ * Metrics and logs of a running daemon (issue 6), in process, through real
+ * iSCSI sessions:
+ *  - the ROD token lifecycle counters move once per created, used, deleted,
+ *    expired and cancelled token (RodTokenStore.onEvent), and stop moving
+ *    when a reload turns metrics off;
+ *  - a scrape is valid text exposition (every sample in a declared family,
+ *    histograms consistent), and xcopyd_copy_bytes_total{method="offloaded"}
+ *    (with "cloned" on a reflink filesystem) moves by exactly the size of an
+ *    EXTENDED COPY and of a WRITE USING TOKEN;
+ *  - at info, a login, a logout and a copy each leave a line with their
+ *    outcome, and commands leave none.
+ */
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { Daemon, createLogger } from '../../src/daemon';
+import { validateConfig, type Config } from '../../src/config';
+import { TestInitiator, cdb, clearUnitAttentions, openSession } from '../support/initiator';
+import { b2b, e4, lid1, lid4, xcopyCdb } from '../scsi/copy/helpers';
+import { SENSE, expectGood, expectSense, pattern, tokenFor, writeBlocks, writeUsingToken } from '../odx/odx';
+
+const T = 'iqn.2026-11.org.xcopyd:obs';
+const ALICE = 'iqn.2026-11.org.example:alice';
+const BS = 512;
+
+interface Running {
+  daemon: Daemon;
+  dir: string;
+  port: number;
+  config(over: Record<string, unknown>): Readonly<Config>;
+  stop(): Promise<void>;
+}
+
+async function start(targets: unknown[], extra: Record<string, unknown>, log: pino.Logger): Promise<Running> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xcopyd-obs-'));
+  const base = { listen: ['127.0.0.1:0'], dataDir: dir, logLevel: 'info', limits: { authFailureDelayMs: 10 }, ...extra };
+  const config = (over: Record<string, unknown>) => validateConfig({ ...base, ...over });
+  const daemon = new Daemon(config({ targets }), log);
+  await daemon.start();
+  return {
+    daemon,
+    dir,
+    port: daemon.ports[0],
+    config,
+    async stop() {
+      await daemon.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function login(port: number): Promise<TestInitiator> {
+  const c = await openSession(port, { initiatorName: ALICE, targetName: T });
+  for (const lun of [0, 1]) await clearUnitAttentions(c, lun).catch(() => undefined);
+  return c;
+}
+
+function get(port: number): Promise<{ status: number; type: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port, path: '/metrics' }, (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), body }));
+      })
+      .on('error', reject);
+  });
+}
+
+/**
+ * Parse Prometheus text exposition 0.0.4 strictly enough to catch a broken
+ * scrape: HELP and TYPE before a family's samples, every sample in a declared
+ * family (histograms: _bucket with le, _sum, _count), labels well formed,
+ * values numbers, no series twice, buckets cumulative and +Inf == _count.
+ */
+function parseExposition(text: string): Map<string, number> {
+  const types = new Map<string, string>();
+  const helped = new Set<string>();
+  const out = new Map<string, number>();
+  const name = '[a-zA-Z_:][a-zA-Z0-9_:]*';
+  const label = `[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\\\\n]|\\\\[\\\\"n])*"`;
+  const sample = new RegExp(`^(${name})(\\{(?:${label}(?:,${label})*)?,?\\})? (\\S+)(?: -?\\d+)?$`);
+  expect(text.endsWith('\n')).toBe(true);
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    let m = /^# (HELP|TYPE) (\S+) (.*)$/.exec(line);
+    if (m) {
+      if (m[1] === 'HELP') helped.add(m[2]);
+      else {
+        expect(['counter', 'gauge', 'histogram', 'summary', 'untyped']).toContain(m[3]);
+        expect(types.has(m[2])).toBe(false);
+        types.set(m[2], m[3]);
+      }
+      continue;
+    }
+    m = sample.exec(line);
+    if (!m) throw new Error(`unparsable exposition line: ${line}`);
+    const [, metric, labels = '', value] = m;
+    const family = [metric, metric.replace(/_(bucket|sum|count|total|created)$/, '')].find((f) => types.has(f));
+    if (!family) throw new Error(`sample of an undeclared family: ${line}`);
+    expect(helped.has(family)).toBe(true);
+    if (types.get(family) === 'histogram' && metric.endsWith('_bucket')) expect(labels).toMatch(/le="/);
+    // Values as Prometheus reads them (Go's ParseFloat: NaN and Inf in any case; prom-client writes "Nan").
+    const special: Record<string, number> = { nan: NaN, inf: Infinity, '+inf': Infinity, '-inf': -Infinity };
+    const v = value.toLowerCase() in special ? special[value.toLowerCase()] : Number(value);
+    if (Number.isNaN(v) && value.toLowerCase() !== 'nan') throw new Error(`bad value: ${line}`);
+    const key = metric + labels;
+    if (out.has(key)) throw new Error(`series twice: ${key}`);
+    out.set(key, v);
+  }
+  // Histograms: per series, buckets never decrease, and le="+Inf" equals _count.
+  for (const [family, type] of types) {
+    if (type !== 'histogram') continue;
+    const series = new Map<string, Array<[number, number]>>();
+    for (const [key, v] of out) {
+      const m = new RegExp(`^${family}_bucket\\{(.*)\\}$`).exec(key);
+      if (!m) continue;
+      const le = /(?:^|,)le="([^"]*)"/.exec(m[1])![1];
+      const rest = m[1].replace(/(?:^|,)le="[^"]*"/, '').replace(/^,/, '');
+      const list = series.get(rest) ?? [];
+      list.push([le === '+Inf' ? Infinity : Number(le), v]);
+      series.set(rest, list);
+    }
+    for (const [rest, list] of series) {
+      list.sort((a, b) => a[0] - b[0]);
+      list.forEach(([, v], i) => i && expect(v).toBeGreaterThanOrEqual(list[i - 1][1]));
+      expect(list[list.length - 1][0]).toBe(Infinity);
+      expect(out.get(`${family}_count${rest ? `{${rest}}` : ''}`)).toBe(list[list.length - 1][1]);
+    }
+  }
+  return out;
+}
+
+async function scrape(port: number): Promise<Map<string, number>> {
+  const r = await get(port);
+  expect(r.status).toBe(200);
+  expect(r.type).toContain('text/plain');
+  return parseExposition(r.body);
+}
+
+const tokenEvents = (m: Map<string, number>) =>
+  Object.fromEntries(['created', 'used', 'expired', 'deleted', 'cancelled', 'revoked'].map((e) => [e, m.get(`xcopyd_rod_token_events_total{event="${e}"}`)]));
+
+describe('ROD token lifecycle metrics', () => {
+  it('created, used, deleted, expired, cancelled: each counted once, from the token store hook; off after a reload turns metrics off', async () => {
+    const lun0 = { lun: 0, path: 't0.img', size: '8MiB' };
+    const lun1 = { lun: 1, path: 't1.img', size: '8MiB' };
+    const metrics = { listen: '127.0.0.1:0' };
+    const d = await start([{ iqn: T, luns: [lun0, lun1] }], { metrics }, pino({ level: 'silent' }));
+    try {
+      const port = d.daemon.metrics!.address!.port;
+      const zero = await scrape(port);
+      // Every event's series exists from the first scrape, at 0.
+      expect(tokenEvents(zero)).toEqual({ created: 0, used: 0, expired: 0, deleted: 0, cancelled: 0, revoked: 0 });
+      expect(zero.get('xcopyd_rod_tokens_live')).toBe(0);
+
+      const c = await login(d.port);
+      await writeBlocks(c, 0, 0, pattern(64 * BS, 1));
+      const used = await tokenFor(c, 0, 1, [[0, 16]]);
+      const idle = await tokenFor(c, 0, 2, [[16, 16]], { inactivity: 1 });
+      const resized = await tokenFor(c, 0, 3, [[32, 16]]);
+      let m = await scrape(port);
+      expect(tokenEvents(m)).toMatchObject({ created: 3, used: 0 });
+      expect(m.get('xcopyd_rod_tokens_live')).toBe(3);
+
+      // Used twice, the second time with DEL_TKN: two uses, then deleted.
+      expectGood(await writeUsingToken(c, 1, 4, used, [[0, 16]]), 'WUT');
+      expectGood(await writeUsingToken(c, 1, 5, used, [[100, 16]], { delTkn: true }), 'WUT DEL_TKN');
+      expectSense(await writeUsingToken(c, 1, 6, used, [[200, 16]]), SENSE.TOKEN_DELETED, 'deleted token');
+      // Past its 1 s inactivity timeout: the store's sweep expires it (its clock, run ahead).
+      d.daemon.rodTokens!.sweep(Date.now() + 10_000);
+      expectSense(await writeUsingToken(c, 1, 7, idle, [[300, 16]]), SENSE.TOKEN_EXPIRED, 'expired token');
+      m = await scrape(port);
+      expect(tokenEvents(m)).toEqual({ created: 3, used: 2, expired: 1, deleted: 1, cancelled: 0, revoked: 0 });
+      expect(m.get('xcopyd_rod_tokens_live')).toBe(1);
+
+      // A reload that grows LUN 0 cancels its tokens (reference 2.12).
+      await d.daemon.reload(d.config({ targets: [{ iqn: T, luns: [{ ...lun0, size: '16MiB' }, lun1] }] }));
+      await clearUnitAttentions(c, 0);
+      expectSense(await writeUsingToken(c, 1, 8, resized, [[400, 16]]), SENSE.TOKEN_CANCELLED, 'cancelled token');
+      m = await scrape(port);
+      expect(tokenEvents(m)).toEqual({ created: 3, used: 2, expired: 1, deleted: 1, cancelled: 1, revoked: 0 });
+      expect(m.get('xcopyd_rod_tokens_live')).toBe(0);
+
+      // Metrics off: the hook is gone, tokens still work.
+      await d.daemon.reload(d.config({ targets: [{ iqn: T, luns: [{ ...lun0, size: '16MiB' }, lun1] }], metrics: undefined }));
+      expect(d.daemon.metrics).toBeNull();
+      expect(d.daemon.rodTokens!.onEvent).toBeUndefined();
+      const later = await tokenFor(c, 0, 9, [[0, 8]]);
+      expectGood(await writeUsingToken(c, 1, 10, later, [[500, 8]]), 'WUT without metrics');
+      c.close();
+    } finally {
+      await d.stop();
+    }
+  });
+});
+
+describe('Prometheus scrape and the offloaded-bytes counter', () => {
+  it('parses as text exposition; the kernel-offloaded bytes move by exactly the size of each copy, nothing goes through buffers', async () => {
+    const d = await start(
+      [{ iqn: T, luns: [{ lun: 0, path: 'c0.img', size: '16MiB' }, { lun: 1, path: 'c1.img', size: '16MiB' }] }],
+      { metrics: { listen: '127.0.0.1:0' } },
+      pino({ level: 'silent' }),
+    );
+    try {
+      const port = d.daemon.metrics!.address!.port;
+      const bytes = (m: Map<string, number>) =>
+        Object.fromEntries(['offloaded', 'cloned', 'buffered', 'holes'].map((k) => [k, m.get(`xcopyd_copy_bytes_total{method="${k}"}`)!]));
+      const delta = (a: Record<string, number>, b: Record<string, number>) => Object.fromEntries(Object.keys(a).map((k) => [k, b[k] - a[k]]));
+      const c = await login(d.port);
+      const blocks = 8192; // 4 MiB, all data (no holes to skip)
+      await writeBlocks(c, 0, 0, pattern(blocks * BS, 7));
+      const naa = (n: number) => d.daemon.targets()[0].device.logicalUnit(n)!.identity.naa;
+
+      const before = bytes(await scrape(port));
+      expect(before).toEqual({ offloaded: 0, cloned: 0, buffered: 0, holes: 0 });
+      const p = lid1([e4(naa(0)), e4(naa(1))], [b2b(0, 1, blocks, 0, 0)]);
+      expectGood(await c.command(0, xcopyCdb(0, p.length), { dataOut: p }), 'EXTENDED COPY');
+      const afterXcopy = bytes(await scrape(port));
+      const x = delta(before, afterXcopy);
+      // In the kernel: copy_file_range (offloaded), or a reflink (cloned) where the filesystem shares extents.
+      expect(x.offloaded + x.cloned).toBe(blocks * BS);
+      expect(x).toMatchObject({ buffered: 0, holes: 0 });
+      if (x.cloned === 0) expect(x.offloaded).toBe(blocks * BS);
+
+      const token = await tokenFor(c, 0, 1, [[0, 2048]]);
+      const beforeWut = bytes(await scrape(port));
+      expectGood(await writeUsingToken(c, 1, 2, token, [[blocks, 2048]]), 'WRITE USING TOKEN');
+      const w = delta(beforeWut, bytes(await scrape(port)));
+      expect(w.offloaded + w.cloned).toBe(2048 * BS);
+      expect(w).toMatchObject({ buffered: 0, holes: 0 });
+
+      const m = await scrape(port);
+      expect(m.get('xcopyd_copy_operations_total{operation="extended_copy",outcome="completed"}')).toBe(1);
+      expect(m.get('xcopyd_scsi_command_duration_seconds_count{opcode="write_16"}')).toBeGreaterThanOrEqual(1);
+      c.close();
+    } finally {
+      await d.stop();
+    }
+  });
+});
