@@ -315,6 +315,14 @@ export interface TargetOptions {
   dataDir?: string;
   /** xcopyd only: physical block size of the LUNs (4096 makes 512e LUNs, LBPPB 8). */
   physicalBlockSize?: number;
+  /**
+   * xcopyd only: a whole config file (targets, ACLs, CHAP...) instead of the generated one;
+   * `listen` and `dataDir` still come from the command line (a free port, the run's data
+   * directory). Backing paths in it are relative to the data directory.
+   */
+  configYaml?: string;
+  /** The IQN that `Target.iqn` and `url()` name (default DEFAULT_IQN); for `configYaml`. */
+  iqn?: string;
 }
 
 export interface StopResult {
@@ -388,9 +396,9 @@ async function startXcopyd(opts: TargetOptions): Promise<Target> {
     const port = await freePort();
     const args = ['-r', 'ts-node/register/transpile-only', path.join('src', 'main.ts')];
     args.push('--listen', `127.0.0.1:${port}`, '--data-dir', dataDir);
-    if (opts.chap || lunSize !== GiB || opts.physicalBlockSize) {
+    if (opts.configYaml || opts.chap || lunSize !== GiB || opts.physicalBlockSize) {
       const cfg = path.join(runDir, 'xcopyd.yaml');
-      fs.writeFileSync(cfg, xcopydConfigYaml(DEFAULT_IQN, lunSize, opts.chap, opts.physicalBlockSize));
+      fs.writeFileSync(cfg, opts.configYaml ?? xcopydConfigYaml(DEFAULT_IQN, lunSize, opts.chap, opts.physicalBlockSize));
       args.push('--config', cfg);
     }
     const fd = fs.openSync(logFile, 'a');
@@ -419,6 +427,7 @@ async function startXcopyd(opts: TargetOptions): Promise<Target> {
     });
     const ready = await waitForPort(port, startTimeoutMs, () => exited === undefined);
     const pid = child.pid ?? -1;
+    const iqn = opts.iqn ?? DEFAULT_IQN;
     const stop = async (): Promise<StopResult> => {
       const t0 = Date.now();
       if (exited) return { ...exited, killed: false, ms: 0 };
@@ -430,11 +439,12 @@ async function startXcopyd(opts: TargetOptions): Promise<Target> {
       const k = await within(exitPromise, STOP_KILL_WAIT_MS);
       return { ...(k ?? { code: null, signal: null }), killed: true, ms: Date.now() - t0 };
     };
+    suiteRuns.push({ runDir, dataDir, stop });
     if (ready) {
       return {
         kind: 'xcopyd',
         port,
-        iqn: DEFAULT_IQN,
+        iqn,
         dataLuns: [0, 1],
         lunSize,
         pid,
@@ -442,7 +452,7 @@ async function startXcopyd(opts: TargetOptions): Promise<Target> {
         logFile,
         dataDir,
         chap: opts.chap,
-        url: makeUrl(port, DEFAULT_IQN, opts.chap),
+        url: makeUrl(port, iqn, opts.chap),
         logTail: (n) => tail(logFile, n),
         alive: () => exited === undefined,
         stop,
@@ -473,11 +483,14 @@ async function startTgt(opts: TargetOptions): Promise<Target> {
     env,
     logFile,
   });
-  const stop = async (): Promise<StopResult> => {
-    const t0 = Date.now();
-    const r = await run(path.join(tools, 'stop-tgt.sh'), [String(port), '-r'], { timeoutMs: 20_000, env, logFile });
-    return { code: r.code, signal: r.signal, killed: false, ms: Date.now() - t0 };
-  };
+  let stopping: Promise<StopResult> | undefined;
+  const stop = (): Promise<StopResult> =>
+    (stopping ??= (async () => {
+      const t0 = Date.now();
+      const r = await run(path.join(tools, 'stop-tgt.sh'), [String(port), '-r'], { timeoutMs: 20_000, env, logFile });
+      return { code: r.code, signal: r.signal, killed: false, ms: Date.now() - t0 };
+    })());
+  suiteRuns.push({ runDir, stop });
   if (start.code !== 0) {
     await stop();
     throw new Error(`start-tgt.sh failed (${start.code}): ${start.stdout}\n${start.stderr}`);
@@ -529,6 +542,123 @@ async function startTgt(opts: TargetOptions): Promise<Target> {
     },
     stop,
   };
+}
+
+// ---------------------------------------------------------------------------------------
+// disk housekeeping: a suite's bulky data goes when the suite passed
+
+interface SuiteRun {
+  runDir: string;
+  /** xcopyd's data directory (LUN files, identity.json): removed whole. */
+  dataDir?: string;
+  stop: () => Promise<StopResult>;
+}
+
+/** Targets this test file started (jest gives each test file its own copy of this module). */
+const suiteRuns: SuiteRun[] = [];
+const suiteData: string[] = [];
+
+/** Files and directories this suite made that can go when it passed (besides its targets' data). */
+export function removeWhenSuitePasses(p: string): void {
+  suiteData.push(p);
+}
+
+type CircusBlock = { type?: string; errors?: unknown[]; children?: CircusBlock[] };
+interface CircusState {
+  rootDescribeBlock?: CircusBlock;
+  unhandledErrors?: unknown[];
+  hasStarted?: boolean;
+}
+
+/** jest-circus's run state of this test file (kept on the sandbox's global), if there is one. */
+function circusState(): CircusState | undefined {
+  const sym = Object.getOwnPropertySymbols(globalThis).find((s) => s.description === 'JEST_STATE_SYMBOL');
+  return sym ? (globalThis as unknown as Record<symbol, CircusState | undefined>)[sym] : undefined;
+}
+
+/**
+ * Did a test, a hook or the file itself fail? Read from jest-circus's run state (the tree of
+ * describe blocks and their tests' errors); undefined when that state cannot be found, which
+ * the caller treats as "failed" (keep everything).
+ */
+export function suiteFailed(): boolean | undefined {
+  const state = circusState();
+  if (!state?.rootDescribeBlock?.children) return undefined;
+  const failed = (b: CircusBlock): boolean =>
+    b.type === 'test' ? (b.errors?.length ?? 0) > 0 : (b.children ?? []).some(failed);
+  return (state.unhandledErrors?.length ?? 0) > 0 || failed(state.rootDescribeBlock);
+}
+
+/** Regular files of a run directory that are data, not logs: >= 1 MiB and not *.log/*.txt. */
+function bulkyFiles(dir: string, out: string[] = []): string[] {
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) bulkyFiles(p, out);
+    else if (e.isFile() && !/\.(log|txt)$/.test(e.name) && fs.statSync(p).size >= 1024 * 1024) out.push(p);
+  }
+  return out;
+}
+
+function diskBytes(p: string): number {
+  try {
+    const st = fs.statSync(p);
+    if (!st.isDirectory()) return st.blocks * 512;
+    return fs.readdirSync(p).reduce((n, e) => n + diskBytes(path.join(p, e)), 0);
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * After the last test of a file: when every test passed, stop what is still running (by the
+ * PIDs the harness started) and delete the LUN files and other bulky data (data directories,
+ * random input files, the VM payload copies), keeping the logs. When anything failed, keep
+ * everything for diagnosis. XCOPYD_INTEROP_KEEP=1 keeps everything anyway.
+ */
+export async function cleanUpSuiteData(): Promise<{ removed: string[]; bytes: number } | undefined> {
+  if (suiteRuns.length === 0 && suiteData.length === 0) return { removed: [], bytes: 0 };
+  const failed = suiteFailed();
+  if (failed !== false || process.env.XCOPYD_INTEROP_KEEP === '1') {
+    const dirs = suiteRuns.map((r) => r.runDir).join(', ');
+    console.log(`[harness] ${failed === false ? 'XCOPYD_INTEROP_KEEP=1' : 'suite failed'}: keeping its data in ${dirs || suiteData.join(', ')}`);
+    return undefined;
+  }
+  for (const r of suiteRuns) await r.stop();
+  const doomed = [
+    ...suiteRuns.flatMap((r) => (r.dataDir ? [r.dataDir] : [])),
+    ...suiteData,
+    ...suiteRuns.flatMap((r) => bulkyFiles(r.runDir)),
+  ];
+  let bytes = 0;
+  const removed: string[] = [];
+  for (const p of [...new Set(doomed)]) {
+    if (!fs.existsSync(p)) continue;
+    bytes += diskBytes(p);
+    fs.rmSync(p, { recursive: true, force: true });
+    removed.push(p);
+  }
+  suiteRuns.length = 0;
+  suiteData.length = 0;
+  return { removed, bytes };
+}
+
+// Registered when a test file imports the harness, so on the root describe block: it runs
+// after every describe's own afterAll (which stop their targets). Outside jest (bench, soak
+// scripts) there is no afterAll and nothing is removed; a file that imports the harness only
+// once its tests run (harness.test.ts) registers nothing either (jest refuses hooks then).
+if (typeof afterAll === 'function' && circusState()?.hasStarted === false) {
+  afterAll(async () => {
+    const r = await cleanUpSuiteData();
+    if (r && r.removed.length > 0) {
+      console.log(`[harness] suite passed: removed ${r.removed.length} data paths, ${(r.bytes / 1048576).toFixed(1)} MiB on disk (logs kept)`);
+    }
+  }, 60_000);
 }
 
 /** Run `fn` with a started target; the target is always stopped (by PID) afterwards. */
