@@ -29,17 +29,11 @@ import { AccessHolder, TargetAccess } from './access';
 import { Metrics, instrumentDevice, loginFailureReason } from './metrics';
 import { ControlServer } from './control';
 import { buildStatus, type StatusReport } from './status';
-import { LOG_REDACT_PATHS, logSerializers } from './log';
+import { createRootLogger, type LogFormat } from './log';
 
-/** The root logger: JSON to stdout (or `destination`), secrets redacted (src/log.ts). */
-export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
-  const options: pino.LoggerOptions = {
-    level,
-    base: { name: 'xcopyd' },
-    redact: { paths: [...LOG_REDACT_PATHS], censor: '[redacted]' },
-    serializers: logSerializers,
-  };
-  return destination ? pino(options, destination) : pino(options);
+/** The root logger: JSON to stdout (or `destination`), or pretty; secrets redacted (src/log.ts). */
+export function createLogger(level: string, destination?: pino.DestinationStream, format: LogFormat = 'json'): Logger {
+  return createRootLogger(level, { destination, format });
 }
 
 /** A LUN as running: its configuration and its open store. */

@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 /**
  * xcopyd command line:
- *   xcopyd [--config FILE] [--listen HOST:PORT]... [--data-dir DIR] [--log-level L]
+ *   xcopyd [--config FILE] [--listen HOST:PORT]... [--data-dir DIR] [--log-level L] [--log-format json|pretty]
  *   xcopyd --check-config FILE
  *   xcopyd status [--json] [--socket PATH | --config FILE | --data-dir DIR]
+ *
+ * Logs: JSON lines on stdout; pretty (pino-pretty) when stdout is a terminal,
+ * unless --log-format or XCOPYD_LOG_FORMAT says otherwise.
  *
  * Signals: SIGHUP reloads --config (an invalid file is refused, the running
  * configuration stays); SIGINT/SIGTERM stop.
@@ -23,7 +26,7 @@ import type { StatusReport } from './status';
 
 function usage(): string {
   return [
-    'usage: xcopyd [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--log-level LEVEL]',
+    'usage: xcopyd [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--log-level LEVEL] [--log-format json|pretty]',
     '       xcopyd --check-config FILE',
     '       xcopyd status [--json] [--socket PATH | --config FILE | --data-dir DIR]',
   ].join('\n');
@@ -111,6 +114,7 @@ async function main(argv: string[]): Promise<number> {
         listen: { type: 'string', multiple: true },
         'data-dir': { type: 'string' },
         'log-level': { type: 'string' },
+        'log-format': { type: 'string' },
         'check-config': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -135,6 +139,14 @@ async function main(argv: string[]): Promise<number> {
       return 1;
     }
   }
+  const { createRootLogger, resolveLogFormat } = await import('./log');
+  let logFormat;
+  try {
+    logFormat = resolveLogFormat(v['log-format'], process.env.XCOPYD_LOG_FORMAT, process.stdout.isTTY === true);
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n${usage()}\n`);
+    return 2;
+  }
   const overrides: Overrides = { listen: v.listen, dataDir: v['data-dir'], logLevel: v['log-level'] };
   let config: Readonly<Config>;
   try {
@@ -144,7 +156,7 @@ async function main(argv: string[]): Promise<number> {
     return 1;
   }
   const { Daemon } = await import('./daemon');
-  const daemon = new Daemon(config);
+  const daemon = new Daemon(config, createRootLogger(config.logLevel, { format: logFormat }));
   await daemon.start();
   let stopping = false;
   const stop = (sig: string) => {
