@@ -1,5 +1,7 @@
 # Command list for the linux-initiator VM (busybox sh): ODX (POPULATE TOKEN / WRITE USING
 # TOKEN) from the kernel initiator's side with ddpt --odx and ddptctl (issue 5).
+#  0. Probe the client's range descriptor encoding (see below); a shifting ddpt is also run
+#     once uncompensated, which the target must refuse (5/21/00) without writing anything.
 #  1. DATA_FILE (DATA_MIB MiB) is written to LUN 0; ddpt --odx copies it LUN 0 -> LUN 1 and
 #     within LUN 0; each destination is read back with O_DIRECT and its md5 printed.
 #  2. ddptctl step by step: --pt, --receive, --info, --all_toks, the source overwritten
@@ -10,17 +12,34 @@
 # Variables (run.sh -E): DATA_FILE, DATA_MIB (32), WHOLE_RUNS (3).
 # Markers: "@@NAME value" lines; "@@FAIL why" and exit 1 on the first failure; "@@DONE" last.
 #
-# ddpt 0.97 (Debian bookworm's, the one in the VM) writes every block device range
-# descriptor of POPULATE TOKEN and WRITE USING TOKEN one byte early (ddpt_xcopy.c
-# do_pop_tok/do_wut start at n = 15 / n = 535 instead of 16 / 536 since its 2018
-# scatter-gather rework): the target reads LBA' = LBA << 8 | NUM >> 24 and
-# NUM' = (NUM & 0xffffff) << 8. A correct target cannot tell that from a real request, so
-# the list probes the client once (ddptctl --pt=0,1 and the transfer count that comes
-# back) and, if it shifts, hands ddpt/ddptctl LBA/256 and NUM/256, so that the target is
-# asked for exactly the intended ranges. Every range here is a multiple of 256 blocks.
-# ddpt 0.97 --odx also refuses count= unless skip= is a gather list whose sum is count,
-# and with neither it sends zero-length POPULATE TOKENs forever: so skip=/seek= are
-# always LBA,NUM lists.
+# ddpt's range descriptors. ddpt 0.96 and 0.97 (0.97 is Debian bookworm's, the VM's) write every
+# block device range descriptor of POPULATE TOKEN and WRITE USING TOKEN one byte early. Facts
+# from ddpt's source (github doug-gilbert/ddpt, src/ddpt_xcopy.c, release-0.97 and trunk):
+#   do_pop_tok(): for (k = 0, n = 15; k < elems; ...) { sg_put_unaligned_be64(lba, pl + n);
+#                 n += 8; sg_put_unaligned_be32(num, pl + n); n += 4 + 4; }
+#                 sg_put_unaligned_be16(sz_bdrd, pl + 14); len = n + 1;
+#   do_wut():     the same loop from n = 535, then sg_put_unaligned_be16(sz_bdrd, pl + 534).
+# SBC-3/4 put the first descriptor at byte 16 (PT, after a 16-byte header) and 536 (WUT), each
+# descriptor LBA(8) NUMBER OF LOGICAL BLOCKS(4) reserved(4); ddpt's lengths (header field,
+# DATA LENGTH = len - 2) are right, only the descriptors move. Up to 0.95 the loop wrote
+# pl[++n] = ... (pre-increment: first byte at 16); svn trunk r313 (git 4331cad, 2015-12-02,
+# "unaligned work") switched to sg_put_unaligned_be64(lba, pl + n) and kept n = 15 / 535.
+# A standard target therefore reads LBA' = LBA << 8 | NUM >> 24 and NUM' = (NUM & 0xffffff) << 8,
+# reserved bytes zero: a well-formed request for other blocks, which it cannot refuse. Where
+# those blocks do not exist xcopyd answers 5/21/00 (LOGICAL BLOCK ADDRESS OUT OF RANGE) and
+# creates/writes nothing: step 0b below runs ddpt uncompensated and checks that answer
+# (test/odx/ddpt-layout.test.ts does the same byte for byte in-process).
+# The workaround: probe once (ddptctl --pt=0,1: a standard client gets a transfer count of 1,
+# the shifting one 256) and, if it shifts, hand ddpt/ddptctl LBA/256 and NUM/256 so the target
+# is asked for exactly the intended ranges; every range here is a multiple of 256 blocks.
+# Its limit: ddpt then counts in its own (1/256) units but advances by the transfer counts the
+# target reports (odx_full_copy: "number requested (in|out) differs from transfer count"), so a
+# copy is right only if ddpt serves it with ONE POPULATE TOKEN and ONE WRITE USING TOKEN (it
+# splits only above MAXIMUM TOKEN TRANSFER SIZE, 2 GiB here). Each ddpt --odx below prints
+# @@CHUNKS_<name> "<in warnings> <out warnings>": 1 1 when shifted (one PT, one WUT), 0 0 if not.
+# ddpt 0.97 --odx also needs skip=/seek= as LBA,NUM lists: a bare skip=N is a one-element gather
+# list of 0 blocks, so odx_full_copy refuses count= ("count= value not equal to the sum of
+# gather nums") and without count= count_sgl_blocks_from() gives every PT 0 blocks, forever.
 fail() { echo "@@FAIL $*"; exit 1; }
 SRC_SG=$(sg_of 0); DST_SG=$(sg_of 1); SRC_SD=$(sd_of 0); DST_SD=$(sd_of 1)
 [ -n "$SRC_SG" ] && [ -n "$DST_SG" ] && [ -n "$SRC_SD" ] && [ -n "$DST_SD" ] || fail "LUN 0/1 nodes missing"
@@ -65,12 +84,30 @@ count_toks() {
     fi
 }
 
+# odx NAME ddpt-args...: ddpt --odx, its output shown, then @@CHUNKS_NAME "<in> <out>": how often
+# ddpt said the transfer count differed from what it asked for (see the top: 1 1 when shifted).
+odx() {
+    name=$1; shift
+    run ddpt "$@" --odx verbose=1 >/tmp/ddpt.out 2>&1; rc=$?
+    cat /tmp/ddpt.out
+    echo "@@CHUNKS_$name $(grep -c 'requested (in) differs' /tmp/ddpt.out) $(grep -c 'requested (out) differs' /tmp/ddpt.out)"
+    return $rc
+}
+
+# ---- 0b. ddpt uncompensated (shifting client only): its 32 MiB request reads as LBA 0 and
+# 16 Mi blocks, past the LU: POPULATE TOKEN must fail with 5/21/00 and nothing may land on LUN 1.
+if [ "$SHIFT" = 256 ]; then
+    run ddpt if="$SRC_SG" of="$DST_SG" bs=512 skip=0,$BLOCKS seek=327680,$BLOCKS --odx verbose=1 >/tmp/raw.out 2>&1; rc=$?
+    cat /tmp/raw.out
+    echo "@@RAW_DDPT_RC $rc"
+    echo "@@RAW_DDPT_OUT_OF_RANGE $(grep -c -i 'address out of range' /tmp/raw.out)"
+    readback "$DST_SD" 160 MD5_RAW_DEST
+fi
+
 # ---- ddpt --odx: LUN 0 [0, 32 MiB) -> LUN 1 @ 0, and -> LUN 0 @ 64 MiB
-run ddpt if="$SRC_SG" of="$DST_SG" bs=512 skip=$(rng 0 $BLOCKS) seek=$(rng 0 $BLOCKS) --odx verbose=1 ||
-    fail "ddpt --odx LUN0->LUN1"
+odx LUN1 if="$SRC_SG" of="$DST_SG" bs=512 skip=$(rng 0 $BLOCKS) seek=$(rng 0 $BLOCKS) || fail "ddpt --odx LUN0->LUN1"
 readback "$DST_SD" 0 MD5_DDPT_LUN1
-run ddpt if="$SRC_SG" of="$SRC_SG" bs=512 skip=$(rng 0 $BLOCKS) seek=$(rng 131072 $BLOCKS) --odx verbose=1 ||
-    fail "ddpt --odx within LUN0"
+odx SAME if="$SRC_SG" of="$SRC_SG" bs=512 skip=$(rng 0 $BLOCKS) seek=$(rng 131072 $BLOCKS) || fail "ddpt --odx within LUN0"
 readback "$SRC_SD" 64 MD5_DDPT_SAME
 
 # ---- ddptctl step by step: PT on LUN 0, RRTI, the token file, REPORT ALL ROD TOKENS, the
@@ -109,7 +146,7 @@ echo "@@CAPACITY_BLOCKS $CAP"
 k=1
 while [ $k -le "$WHOLE_RUNS" ]; do
     echo "@@LO_BEGIN $k"; sleep 2
-    run ddpt if="$SRC_SG" of="$DST_SG" bs=512 skip=$(rng 0 "$CAP") seek=$(rng 0 "$CAP") --odx verbose=1; rc=$?
+    odx "WHOLE_$k" if="$SRC_SG" of="$DST_SG" bs=512 skip=$(rng 0 "$CAP") seek=$(rng 0 "$CAP"); rc=$?
     sleep 2; echo "@@LO_END $k"
     [ $rc = 0 ] || fail "ddpt --odx whole LUN 0 -> LUN 1 (run $k)"
     k=$((k + 1))
