@@ -671,6 +671,111 @@ export async function withTarget<T>(opts: TargetOptions, fn: (t: Target) => Prom
   }
 }
 
+// ---------------------------------------------------------------------------------------
+// the Linux-initiator VM
+
+export interface VmRunOptions {
+  /** Names the run directory (`<runDir>/vm-<name>`) and the run.sh log. */
+  name: string;
+  /** Command list (a guest/*.sh file). */
+  script: string;
+  /** Extra run.sh options (-i IQN, -t IQN, -u USER:PASS, -L, -e LINE, ...). */
+  args?: string[];
+  /** Shell variables for the command list (run.sh -E). */
+  env?: Record<string, string>;
+  /** Files or directories copied into the guest's /harness/files (run.sh -f). */
+  files?: string[];
+  /** Hard limit for the VM (run.sh -T); the host waits 60 s more. Default 300. */
+  timeoutS?: number;
+}
+
+export interface VmRun extends RunResult {
+  /** "@@NAME value" lines of the guest, every value of each NAME in order. */
+  markers: Map<string, string[]>;
+  /** The last value of a marker. */
+  marker(name: string): string | undefined;
+  /** The tail of the guest output, run.sh's stderr and the target's log, for failure messages. */
+  diag(lines?: number): string;
+}
+
+/**
+ * One run of the Linux-initiator VM against `t` (run.sh -p PORT), bounded in time. Does not
+ * throw on a failing command list: callers check `code` and the @@DONE/@@FAIL markers.
+ */
+export async function runLinuxInitiatorVm(t: Target, o: VmRunOptions): Promise<VmRun> {
+  const timeoutS = o.timeoutS ?? 300;
+  const args = ['-p', String(t.port), '-T', String(timeoutS), '-o', path.join(t.runDir, `vm-${o.name}`)];
+  for (const f of o.files ?? []) args.push('-f', f);
+  for (const [k, v] of Object.entries(o.env ?? {})) args.push('-E', `${k}=${v}`);
+  args.push(...(o.args ?? []), o.script);
+  const r = await run(LINUX_INITIATOR_RUN_SH, args, {
+    timeoutMs: (timeoutS + 60) * 1000,
+    logFile: path.join(t.runDir, `run-sh-${o.name}.log`),
+  });
+  const markers = new Map<string, string[]>();
+  for (const m of r.stdout.matchAll(/^@@([A-Z_0-9]+)(?: (.*))?$/gm)) {
+    const list = markers.get(m[1]) ?? [];
+    list.push((m[2] ?? '').trim());
+    markers.set(m[1], list);
+  }
+  return {
+    ...r,
+    markers,
+    marker: (name) => markers.get(name)?.at(-1),
+    diag: (lines = 100) =>
+      `run.sh exit ${r.code}${r.timedOut ? ' (timed out)' : ''}; ${markers.get('FAIL')?.join('; ') ?? (markers.has('DONE') ? '@@DONE' : 'no @@DONE')}\n` +
+      `${r.stdout.split('\n').slice(-lines).join('\n')}\n--- run.sh stderr ---\n${r.stderr.slice(-3000)}\n` +
+      `--- target log tail (${t.logFile}) ---\n${t.logTail(40)}`,
+  };
+}
+
+/**
+ * `fn()` again every 100 ms until `ok` accepts its value or `ms` pass; returns the last value
+ * (for the caller to assert on). The daemon's log reaches the file a little after the event.
+ */
+export async function pollUntil<T>(fn: () => T, ok: (v: T) => boolean, ms = 5_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  let v = fn();
+  for (let i = 0; i < 10_000 && !ok(v) && Date.now() < deadline; i++) {
+    await sleep(100);
+    v = fn();
+  }
+  return v;
+}
+
+/** The daemon's JSON log lines (pino), parsed; lines that are not JSON are skipped. */
+export function daemonLog(t: Target): Array<Record<string, unknown>> {
+  const out: Array<Record<string, unknown>> = [];
+  for (const line of fs.readFileSync(t.logFile, 'utf8').split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      out.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      /* a partial last line */
+    }
+  }
+  return out;
+}
+
+/**
+ * Login outcomes in the daemon's log, one per connection that got as far as naming its
+ * initiator: `{ initiator, sessionType, rejected?: 'CCDD' (status class and detail, hex) }`.
+ */
+export function loginOutcomes(t: Target): Array<{ conn: number; initiator: string; sessionType: string; rejected?: string }> {
+  const byConn = new Map<number, { conn: number; initiator: string; sessionType: string; rejected?: string }>();
+  for (const l of daemonLog(t)) {
+    const conn = l.conn as number | undefined;
+    if (conn === undefined) continue;
+    if (l.msg === 'login' && typeof l.initiator === 'string') {
+      byConn.set(conn, { conn, initiator: l.initiator, sessionType: String(l.sessionType) });
+    } else if (l.msg === 'login rejected' && byConn.has(conn)) {
+      const hex = (n: unknown) => Number(n).toString(16).padStart(2, '0');
+      byConn.get(conn)!.rejected = `${hex(l.statusClass)}${hex(l.statusDetail)}`;
+    }
+  }
+  return [...byConn.values()];
+}
+
 /** Random bytes file of `size` bytes (written in 1 MiB chunks). */
 export function writeRandomFile(file: string, size: number): void {
   const fd = fs.openSync(file, 'w');
