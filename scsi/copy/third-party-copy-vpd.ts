@@ -60,8 +60,11 @@ function u64(n: number): Buffer {
   return b;
 }
 
-/** 0000h: what Windows reads into DEVICE_COPY_OFFLOAD_DESCRIPTOR; blocks from MAXIMUM/OPTIMAL BYTES IN BLOCK ROD. */
-export function encodeBlockDeviceRodLimits(lu: LogicalUnit): Buffer {
+/**
+ * 0000h: what Windows reads into DEVICE_COPY_OFFLOAD_DESCRIPTOR; blocks from MAXIMUM/OPTIMAL
+ * BYTES IN BLOCK ROD. `optimalBytes`: the token store's (measured default, limits.ts).
+ */
+export function encodeBlockDeviceRodLimits(lu: LogicalUnit, optimalBytes = OPTIMAL_BYTES_IN_BLOCK_ROD_TRANSFER): Buffer {
   const body = Buffer.alloc(BLOCK_DEVICE_ROD_LIMITS.span);
   BLOCK_DEVICE_ROD_LIMITS.encode(
     {
@@ -70,7 +73,7 @@ export function encodeBlockDeviceRodLimits(lu: LogicalUnit): Buffer {
       maxInactivityTimeout: MAX_INACTIVITY_TIMEOUT_S,
       defaultInactivityTimeout: DEFAULT_INACTIVITY_TIMEOUT_S,
       maxTokenTransferSize: u64(Math.floor(MAX_BYTES_IN_BLOCK_ROD / lu.blockSize)),
-      optimalTransferCount: u64(Math.floor(OPTIMAL_BYTES_IN_BLOCK_ROD_TRANSFER / lu.blockSize)),
+      optimalTransferCount: u64(Math.max(1, Math.floor(optimalBytes / lu.blockSize))),
     },
     body,
     0,
@@ -79,7 +82,9 @@ export function encodeBlockDeviceRodLimits(lu: LogicalUnit): Buffer {
 }
 
 /** 0106h ROD Token Features with one block ROD device type specific features descriptor (SPC-5 7.8.17.7). */
-export function encodeRodTokenFeatures(lu: LogicalUnit): Buffer {
+export function encodeRodTokenFeatures(lu: LogicalUnit, optimalBytes = OPTIMAL_BYTES_IN_BLOCK_ROD_TRANSFER): Buffer {
+  // SPC-5: OPTIMAL BYTES IN BLOCK ROD TRANSFER matches OPTIMAL TRANSFER COUNT x block size.
+  const optimal = BigInt(Math.max(1, Math.floor(optimalBytes / lu.blockSize)) * lu.blockSize);
   const body = Buffer.alloc(44 + 48);
   body[0] = 0x00; // REMOTE TOKENS 0h: tokens of this copy manager only
   body.writeUInt32BE(MIN_TOKEN_LIFETIME_S, 12);
@@ -91,9 +96,9 @@ export function encodeRodTokenFeatures(lu: LogicalUnit): Buffer {
   f.writeUInt16BE(0x002c, 2);
   f.writeUInt16BE(Math.max(1, lu.store.physicalBlockSize / lu.blockSize), 6); // OPTIMAL BLOCK ROD LENGTH GRANULARITY
   f.writeBigUInt64BE(BigInt(MAX_BYTES_IN_BLOCK_ROD), 8);
-  f.writeBigUInt64BE(BigInt(OPTIMAL_BYTES_IN_BLOCK_ROD_TRANSFER), 16);
-  f.writeBigUInt64BE(BigInt(OPTIMAL_BYTES_IN_BLOCK_ROD_TRANSFER), 24); // OPTIMAL BYTES TO TOKEN PER SEGMENT
-  f.writeBigUInt64BE(BigInt(OPTIMAL_BYTES_IN_BLOCK_ROD_TRANSFER), 32); // OPTIMAL BYTES FROM TOKEN PER SEGMENT
+  f.writeBigUInt64BE(optimal, 16);
+  f.writeBigUInt64BE(optimal, 24); // OPTIMAL BYTES TO TOKEN PER SEGMENT
+  f.writeBigUInt64BE(optimal, 32); // OPTIMAL BYTES FROM TOKEN PER SEGMENT
   return descriptor(TpcDescriptorType.ROD_TOKEN_FEATURES, body);
 }
 
@@ -220,13 +225,14 @@ export function encodeThirdPartyCopyPage(ctx: CommandContext, lu: LogicalUnit): 
     0,
   );
   const tokens = ctx.device.table.supported(lu).some((e) => e.opcode === 0x83 && e.serviceAction === POPULATE_TOKEN_SA);
+  const optimal = ctx.device.rodTokens?.optimalTransferBytes;
   return Buffer.concat([
-    ...(tokens ? [encodeBlockDeviceRodLimits(lu)] : []),
+    ...(tokens ? [encodeBlockDeviceRodLimits(lu, optimal)] : []),
     encodeSupportedCommands(ctx, lu),
     descriptor(TpcDescriptorType.PARAMETER_DATA, pd),
     descriptor(TpcDescriptorType.SUPPORTED_DESCRIPTORS, Buffer.from([types.length, ...types])),
     descriptor(TpcDescriptorType.SUPPORTED_CSCD_IDS, ids),
-    ...(tokens ? [encodeRodTokenFeatures(lu), encodeSupportedRodTypes()] : []),
+    ...(tokens ? [encodeRodTokenFeatures(lu, optimal), encodeSupportedRodTypes()] : []),
     descriptor(TpcDescriptorType.GENERAL_COPY_OPERATIONS, gco),
   ]);
 }

@@ -34,6 +34,7 @@ import { designatorsOf } from './cscd';
 import {
   MAX_LIVE_TOKENS,
   MAX_SIDE_FILE_BYTES,
+  OPTIMAL_BYTES_IN_BLOCK_ROD_TRANSFER,
   WUT_DEADLINE_MS,
 } from './limits';
 import {
@@ -217,6 +218,8 @@ export interface RodTokenStoreOptions {
   maxSideFileBytes?: number;
   /** Foreground WRITE USING TOKEN deadline (ms). */
   wutDeadlineMs?: number;
+  /** VPD 8Fh OPTIMAL TRANSFER COUNT x block size (default: the measured OPTIMAL_BYTES_IN_BLOCK_ROD_TRANSFER). */
+  optimalTransferBytes?: number;
   /** Period of the expiry sweep (ms). */
   sweepMs?: number;
   /** Lifecycle observer (the daemon's metrics); settable later through `onEvent`. */
@@ -245,6 +248,7 @@ export class RodTokenStore {
   maxLiveTokens: number;
   maxSideFileBytes: number;
   wutDeadlineMs: number;
+  optimalTransferBytes: number;
   private readonly sweepMs: number;
   private readonly bootNonce = BigInt(randomBytes(4).readUInt32BE(0));
   private counter = 0;
@@ -264,6 +268,7 @@ export class RodTokenStore {
     this.maxLiveTokens = options.maxLiveTokens ?? MAX_LIVE_TOKENS;
     this.maxSideFileBytes = options.maxSideFileBytes ?? MAX_SIDE_FILE_BYTES;
     this.wutDeadlineMs = options.wutDeadlineMs ?? WUT_DEADLINE_MS;
+    this.optimalTransferBytes = options.optimalTransferBytes ?? OPTIMAL_BYTES_IN_BLOCK_ROD_TRANSFER;
     this.sweepMs = options.sweepMs ?? 1000;
     this.guard = (lu, offset, length) => this.beforeWrite(lu, offset, length);
   }

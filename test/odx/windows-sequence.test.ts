@@ -88,6 +88,23 @@ describe('ODX: Windows discovery', () => {
     const types = Array.from({ length: n }, (_, i) => [t.readUInt32BE(8 + 64 * i), t[12 + 64 * i] & 0x03]);
     expect(types).toEqual([[0x0001_0000, 3], [0x0080_0000, 3], [0x0080_0001, 3], [0x0080_0002, 3], [0xffff_0001, 2]]);
   });
+
+  it("OPTIMAL TRANSFER COUNT is the measured default (limits.ts), the token store's setting when changed, and stays within Windows' time budget at 1 GiB/s", async () => {
+    const vpd = async () => windowsOffloadDescriptor((await c.command(0, cdb.inquiry(4096, true, 0x8f), { read: 4096 })).data);
+    const store = d.daemon.rodTokens!;
+    const measured = store.optimalTransferBytes;
+    expect((await vpd()).rod!.optimalTransferCount).toBe(BigInt(measured / BS));
+    // a WUT of the optimal size moves in under a second even at 1 GiB/s (Windows gives up after ~4 s)
+    expect(measured).toBeLessThanOrEqual(1024 * 1024 * 1024);
+    store.optimalTransferBytes = 8 * 1024 * 1024;
+    try {
+      const w = await vpd();
+      expect(w.rod!.optimalTransferCount).toBe(BigInt((8 * 1024 * 1024) / BS));
+      expect(w.descs.get(0x0106)!.readBigUInt64BE(48 + 16)).toBe(BigInt(8 * 1024 * 1024));
+    } finally {
+      store.optimalTransferBytes = measured;
+    }
+  });
 });
 
 describe('ODX: Windows command sequence PT -> RRTI -> WUT -> RRTI', () => {
