@@ -8,8 +8,10 @@
  *    histograms consistent), and xcopyd_copy_bytes_total{method="offloaded"}
  *    (with "cloned" on a reflink filesystem) moves by exactly the size of an
  *    EXTENDED COPY and of a WRITE USING TOKEN;
- *  - at info, a login, a logout and a copy each leave a line with their
- *    outcome, and commands leave none.
+ *  - at info, a login (accepted or refused), a logout, a background copy and
+ *    a failed copy each leave a line with their outcome, and 300 commands
+ *    leave none; a foreground copy that completes leaves none (a known gap in
+ *    scsi/copy/copy-manager.ts, kept as a `.failing` test).
  */
 import fs from 'node:fs';
 import http from 'node:http';
@@ -237,6 +239,95 @@ describe('Prometheus scrape and the offloaded-bytes counter', () => {
       const m = await scrape(port);
       expect(m.get('xcopyd_copy_operations_total{operation="extended_copy",outcome="completed"}')).toBe(1);
       expect(m.get('xcopyd_scsi_command_duration_seconds_count{opcode="write_16"}')).toBeGreaterThanOrEqual(1);
+      c.close();
+    } finally {
+      await d.stop();
+    }
+  });
+});
+
+/** An info-level daemon whose JSON lines are kept, parsed. */
+async function loggedDaemon(): Promise<{ d: Running; lines: Array<Record<string, unknown>> }> {
+  const lines: Array<Record<string, unknown>> = [];
+  let partial = '';
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      partial += chunk.toString();
+      const parts = partial.split('\n');
+      partial = parts.pop()!;
+      for (const l of parts) if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
+      cb();
+    },
+  });
+  const d = await start(
+    [{ iqn: T, acls: [{ initiator: ALICE }], luns: [{ lun: 0, path: 'g0.img', size: '8MiB' }, { lun: 1, path: 'g1.img', size: '8MiB' }] }],
+    {},
+    createLogger('info', sink),
+  );
+  return { d, lines };
+}
+
+const msgs = (lines: Array<Record<string, unknown>>) => lines.map((l) => l.msg);
+
+describe('logs at info', () => {
+  it('a login (accepted or refused), a logout and a copy each leave a line with the outcome; commands leave none', async () => {
+    const { d, lines } = await loggedDaemon();
+    try {
+      const c = await login(d.port);
+      const accepted = lines.find((l) => l.msg === 'full feature phase');
+      expect(accepted).toMatchObject({ level: 30, initiator: ALICE, target: T, type: 'Normal' });
+      expect(accepted).toHaveProperty('conn'); // the connection's child logger
+      const refused = await TestInitiator.connect(d.port);
+      expect((await refused.login({ initiatorName: 'iqn.2026-11.org.example:mallory', targetName: T })).statusDetail).toBe(2);
+      refused.close();
+      expect(lines.find((l) => l.msg === 'login rejected')).toMatchObject({ level: 40, statusClass: 2, statusDetail: 2 });
+
+      // 300 commands of every common kind: not one line.
+      const before = lines.length;
+      for (let i = 0; i < 50; i++) {
+        const data = pattern(8 * BS, i);
+        expect((await c.command(0, cdb.write10(i * 8, 8), { dataOut: data })).status).toBe(0);
+        expect((await c.command(0, cdb.read10(i * 8, 8), { read: 8 * BS })).status).toBe(0);
+        expect((await c.command(0, cdb.testUnitReady())).status).toBe(0);
+        expect((await c.command(0, cdb.inquiry())).status).toBe(0);
+        expect((await c.command(1, cdb.readCapacity16(), { read: 32 })).status).toBe(0);
+        expect((await c.command(0, cdb.read10(1 << 20, 1), { read: BS })).status).toBe(2); // LBA out of range
+      }
+      expect(lines.slice(before).map((l) => l.msg)).toEqual([]);
+
+      // A background copy: started and completed, on the copy's child logger.
+      const naa = (n: number) => d.daemon.targets()[0].device.logicalUnit(n)!.identity.naa;
+      const bg = lid4([e4(naa(0)), e4(naa(1))], [b2b(0, 1, 400, 0, 0)], { listId: 7, immed: true });
+      expectGood(await c.command(0, xcopyCdb(1, bg.length), { dataOut: bg }), 'LID4 IMMED');
+      for (let i = 0; i < 500 && !msgs(lines).includes('background copy completed'); i++) await new Promise((r) => setTimeout(r, 10));
+      expect(lines.find((l) => l.msg === 'background copy completed')).toMatchObject({ level: 30, copy: 7, lun: 0, bytes: 400 * BS });
+      // A failing copy: its reason.
+      const bad = lid1([e4(naa(0)), e4(naa(1))], [b2b(0, 1, 8, 1 << 20, 0)], { listId: 8 });
+      expect((await c.command(0, xcopyCdb(0, bad.length), { dataOut: bad })).status).toBe(2);
+      expect(lines.find((l) => l.msg === 'copy failed')).toMatchObject({ level: 30, copy: 8, reason: expect.any(String) });
+
+      expect(await c.logout()).toBe(0);
+      for (let i = 0; i < 100 && !msgs(lines).includes('session ended'); i++) await new Promise((r) => setTimeout(r, 10));
+      expect(lines.find((l) => l.msg === 'logout')).toMatchObject({ level: 30, reason: 0 });
+      c.close();
+    } finally {
+      await d.stop();
+    }
+  });
+
+  // Known gap: CopyManager.finish logs a foreground copy that completes at debug only ('copy done'),
+  // so the commonest copy (ESXi's and Windows' are foreground) leaves no line at info. This passes
+  // while the gap exists; when copy-manager.ts logs it, jest reports it and `.failing` goes.
+  it.failing('a foreground copy that completes leaves a line with its outcome', async () => {
+    const { d, lines } = await loggedDaemon();
+    try {
+      const c = await login(d.port);
+      await writeBlocks(c, 0, 0, pattern(64 * BS, 3));
+      const naa = (n: number) => d.daemon.targets()[0].device.logicalUnit(n)!.identity.naa;
+      const p = lid1([e4(naa(0)), e4(naa(1))], [b2b(0, 1, 64, 0, 0)], { listId: 9 });
+      const before = lines.length;
+      expectGood(await c.command(0, xcopyCdb(0, p.length), { dataOut: p }), 'EXTENDED COPY');
+      expect(lines.slice(before).filter((l) => l.copy === 9 && l.level === 30)).toHaveLength(1);
       c.close();
     } finally {
       await d.stop();
