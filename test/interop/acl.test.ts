@@ -201,7 +201,7 @@ describeIf(daemonReady && (libiscsiReady || vmReady))('ACLs: two targets, each i
       // the daemon logged each as 0202h, for the initiator that asked
       const want = denied.map(([who]) => `${who} 0202`);
       const logged = await pollUntil(
-        () => loginOutcomes(t).slice(before).map((o) => `${o.initiator} ${o.rejected ?? 'admitted'}`),
+        () => loginOutcomes(t).slice(before).map((o) => `${o.initiator} ${o.outcome}`),
         (v) => JSON.stringify(v) === JSON.stringify(want),
       );
       expect(logged).toEqual(want);
@@ -282,7 +282,7 @@ describeIf(daemonReady && (libiscsiReady || vmReady))('ACLs: two targets, each i
         });
         const wantLogins = [`${VM} admitted`, `${VM} 0202`, `${VMB} 0202`, `${VMB} admitted`];
         const logins = await pollUntil(
-          () => loginOutcomes(t).slice(before).filter((o) => o.sessionType === 'Normal').map((o) => `${o.initiator} ${o.rejected ?? 'admitted'}`),
+          () => loginOutcomes(t).slice(before).filter((o) => o.sessionType === 'Normal').map((o) => `${o.initiator} ${o.outcome}`),
           (v) => JSON.stringify(v) === JSON.stringify(wantLogins),
         );
         expect(logins).toEqual(wantLogins);

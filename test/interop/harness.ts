@@ -757,23 +757,38 @@ export function daemonLog(t: Target): Array<Record<string, unknown>> {
   return out;
 }
 
-/**
- * Login outcomes in the daemon's log, one per connection that got as far as naming its
- * initiator: `{ initiator, sessionType, rejected?: 'CCDD' (status class and detail, hex) }`.
- */
-export function loginOutcomes(t: Target): Array<{ conn: number; initiator: string; sessionType: string; rejected?: string }> {
-  const byConn = new Map<number, { conn: number; initiator: string; sessionType: string; rejected?: string }>();
+export interface LoginOutcome {
+  conn: number;
+  initiator: string;
+  sessionType: string;
+  /** The target of an admitted Normal session. */
+  target?: string;
+  /** 'admitted' (full feature phase), the refusal's status as 'CCDD' hex (e.g. '0201'), or
+   *  'abandoned' (the initiator went away, e.g. when the target failed mutual CHAP). */
+  outcome: string;
+  /** ms from the login's first request to its refusal (the failed-login delay). */
+  ms?: number;
+}
+
+/** Login outcomes in the daemon's log, one per connection that got as far as naming its initiator. */
+export function loginOutcomes(t: Target): LoginOutcome[] {
+  const byConn = new Map<number, LoginOutcome & { t0: number }>();
+  const hex = (n: unknown) => Number(n).toString(16).padStart(2, '0');
   for (const l of daemonLog(t)) {
     const conn = l.conn as number | undefined;
     if (conn === undefined) continue;
+    const o = byConn.get(conn);
     if (l.msg === 'login' && typeof l.initiator === 'string') {
-      byConn.set(conn, { conn, initiator: l.initiator, sessionType: String(l.sessionType) });
-    } else if (l.msg === 'login rejected' && byConn.has(conn)) {
-      const hex = (n: unknown) => Number(n).toString(16).padStart(2, '0');
-      byConn.get(conn)!.rejected = `${hex(l.statusClass)}${hex(l.statusDetail)}`;
+      byConn.set(conn, { conn, initiator: l.initiator, sessionType: String(l.sessionType), outcome: 'abandoned', t0: Number(l.time) });
+    } else if (o && l.msg === 'login rejected') {
+      o.outcome = `${hex(l.statusClass)}${hex(l.statusDetail)}`;
+      o.ms = Number(l.time) - o.t0;
+    } else if (o && l.msg === 'full feature phase') {
+      o.outcome = 'admitted';
+      if (typeof l.target === 'string') o.target = l.target;
     }
   }
-  return [...byConn.values()];
+  return [...byConn.values()].map(({ t0: _t0, ...o }) => o);
 }
 
 /** Random bytes file of `size` bytes (written in 1 MiB chunks). */
