@@ -754,11 +754,22 @@ export function negotiateOperational(
 
   if (firstRequest && sessionType === 'Normal' && cfg.targetPortalGroupTag !== undefined) {
     // RFC 7143 §13.9: TargetPortalGroupTag in the first login response.
-    response.push(['TargetPortalGroupTag', String(cfg.targetPortalGroupTag)]);
+    declare(response, 'TargetPortalGroupTag', String(cfg.targetPortalGroupTag));
     state.declared.add('TargetPortalGroupTag');
   }
-  if (opts.stage === 'operational') response.push(...targetDeclarations(state, cfg));
+  if (opts.stage === 'operational') for (const [k, v] of targetDeclarations(state, cfg)) declare(response, k, v);
   return { response };
+}
+
+/**
+ * Add a declaration of ours to a response. A target-only key the initiator
+ * sent (answered Reject above) would otherwise appear twice in one response,
+ * which RFC 7143 §6.2 forbids: the declaration takes its place.
+ */
+function declare(response: TextPair[], key: string, value: string): void {
+  const i = response.findIndex(([k]) => k === key);
+  if (i >= 0) response[i] = [key, value];
+  else response.push([key, value]);
 }
 
 /**
