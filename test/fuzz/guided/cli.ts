@@ -1,13 +1,15 @@
 /**
  * Longer guided runs, outside CI:
  *
- *   npm run fuzz:long -- [--targets cdb,login] [--seconds 60] [--execs N] [--seed N] [--save]
+ *   npm run fuzz:long -- [--targets cdb,login] [--seconds 60] [--execs N] [--seed N] [--save] [--per-file] [--blocks-out DIR]
  *
  * Each target runs for --seconds (default 60) or --execs executions; --save
  * replaces test/fuzz/corpus/guided/<target>/ with the minimized corpus of the
  * run (the committed entries and the new ones, the fewest that keep every
  * block). Findings are written to $XCOPYD_FUZZ_ARTIFACTS (default
- * /tmp/xcopyd-fuzz-artifacts) and make the exit status 1.
+ * /tmp/xcopyd-fuzz-artifacts) and make the exit status 1. --per-file prints
+ * the blocks reached per source file; --blocks-out writes them per target
+ * (guided-<target>.json) for compare.ts.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -33,6 +35,11 @@ async function main(): Promise<void> {
   for (const target of targets) {
     const r = await runGuided({ target, ms: seconds * 1000, maxExecs, seed, save });
     console.log(summary(r));
+    const blocksOut = arg('blocks-out');
+    if (blocksOut) {
+      fs.mkdirSync(blocksOut, { recursive: true });
+      fs.writeFileSync(path.join(blocksOut, `guided-${target}.json`), JSON.stringify({ ms: r.report.ms, execs: r.report.execs, blocks: r.report.portableBlocks }));
+    }
     if (process.argv.includes('--per-file')) for (const [f, n] of Object.entries(r.report.perFile).sort()) console.log(`    ${f} ${n}`);
     for (const f of r.report.findings) {
       failed++;

@@ -16,6 +16,13 @@ import path from 'node:path';
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const DIRS = ['iscsi', 'scsi', 'src'].map((d) => path.join(ROOT, d) + path.sep);
 
+/** Project-relative path of a script URL or path; the worker's transpiled copy maps back onto the project. */
+function projectPath(url: string): string {
+  const p = url.startsWith('file://') ? decodeURIComponent(new URL(url).pathname) : url;
+  const m = /\/(iscsi|scsi|src)\/.*$/.exec(p);
+  return m ? m[0].slice(1) : path.relative(ROOT, p);
+}
+
 /** True for a script URL or path of the project's non-test code. */
 function isProjectScript(url: string): boolean {
   const p = url.startsWith('file://') ? decodeURIComponent(new URL(url).pathname) : url;
@@ -37,6 +44,7 @@ export class BlockCoverage {
   private readonly session = new inspector.Session();
   /** Per script URL: a small id, so features stay short strings. */
   private readonly scriptIds = new Map<string, number>();
+  private readonly urls: string[] = [];
   /** Every block seen at all (hit or not) per file: the denominator of the report. */
   readonly known = new Set<string>();
   private started = false;
@@ -67,6 +75,7 @@ export class BlockCoverage {
       if (id === undefined) {
         id = this.scriptIds.size;
         this.scriptIds.set(s.url, id);
+        this.urls.push(s.url);
       }
       for (const f of s.functions) {
         for (const b of f.ranges) {
@@ -81,9 +90,18 @@ export class BlockCoverage {
 
   /** The file (relative to the project) of a feature, for per-file reports. */
   fileOf(feature: string): string {
-    const id = Number(feature.slice(0, feature.indexOf(':')));
-    for (const [url, i] of this.scriptIds) if (i === id) return path.relative(ROOT, url.startsWith('file://') ? new URL(url).pathname : url);
-    return '?';
+    const url = this.urls[Number(feature.slice(0, feature.indexOf(':')))];
+    return url === undefined ? '?' : projectPath(url);
+  }
+
+  /**
+   * A block as "iscsi/framer:120:180" (path without extension): the same key
+   * under ts-jest (.ts paths) and in the worker (transpiled .js), whose
+   * emitted code is the same (isolatedModules), so runs can be compared.
+   */
+  portable(feature: string): string {
+    const [, start, end] = feature.split(':');
+    return `${this.fileOf(feature).replace(/\.(ts|js)$/, '')}:${start}:${end}`;
   }
 
   private post(method: string, params?: object): unknown {

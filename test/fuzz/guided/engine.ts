@@ -47,6 +47,8 @@ export interface EngineReport {
   /** Blocks hit per file (project-relative path). */
   perFile: Record<string, number>;
   findings: Finding[];
+  /** The blocks reached, as BlockCoverage.portable keys (to compare runs). */
+  portableBlocks?: string[];
   /** Time spent in the target and in reading coverage. */
   execMs?: number;
   coverageMs?: number;
@@ -352,6 +354,7 @@ export async function fuzz(target: FuzzTarget, seeds: Buffer[], o: EngineOptions
       blocks: blocks.size,
       perFile,
       findings,
+      portableBlocks: [...blocks].map((b) => cov.portable(b)),
       execMs: Number(execNs / 1_000_000n),
       coverageMs: Number(covNs / 1_000_000n),
       corpusHex: corpus.map((e) => e.input.toString('hex')),
@@ -362,26 +365,36 @@ export async function fuzz(target: FuzzTarget, seeds: Buffer[], o: EngineOptions
 }
 
 /**
- * Greedy minimization: the smallest subset (smallest inputs first among
- * equals) that keeps every block the whole set reaches.
+ * Greedy minimization: a small subset (smaller inputs first among equals)
+ * that keeps every feature (block and count bucket) the whole set reaches,
+ * so the inputs that loop more often over a descriptor list stay too.
  */
-export async function minimize(target: FuzzTarget, inputs: Buffer[]): Promise<{ kept: Buffer[]; blocks: number }> {
+export async function minimize(target: FuzzTarget, inputs: Buffer[], baseline: Buffer[] = []): Promise<{ kept: Buffer[]; features: number }> {
   const cov = new BlockCoverage();
   cov.start();
   try {
     cov.take();
+    // What the built-in seeds reach needs no file: they run every time anyway.
+    for (const input of baseline) {
+      try {
+        await target.run(input);
+      } catch {
+        /* measured all the same */
+      }
+    }
+    const covered = new Set<string>(cov.take());
+    const base = new Set(baseline.map((b) => b.toString('hex')));
     const per: Array<{ input: Buffer; blocks: Set<string> }> = [];
-    for (const input of inputs) {
+    for (const input of inputs.filter((b) => !base.has(b.toString('hex')))) {
       try {
         await target.run(input);
       } catch {
         /* a finding; still measured */
       }
-      per.push({ input, blocks: blocksOf(cov.take()) });
+      per.push({ input, blocks: new Set(cov.take()) });
     }
-    const all = new Set<string>();
+    const all = new Set<string>(covered);
     for (const p of per) for (const b of p.blocks) all.add(b);
-    const covered = new Set<string>();
     const kept: Buffer[] = [];
     while (covered.size < all.size) {
       let best: (typeof per)[number] | undefined;
@@ -398,7 +411,7 @@ export async function minimize(target: FuzzTarget, inputs: Buffer[]): Promise<{ 
       kept.push(best.input);
       for (const b of best.blocks) covered.add(b);
     }
-    return { kept, blocks: all.size };
+    return { kept, features: all.size };
   } finally {
     cov.stop();
   }

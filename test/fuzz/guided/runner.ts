@@ -79,7 +79,8 @@ export function runGuided(o: RunOptions): Promise<RunResult> {
       const r: RunResult = { report: m.report!, committed: m.committed ?? 0 };
       if (o.save && m.kept) {
         fs.mkdirSync(corpusDir, { recursive: true });
-        for (const f of fs.readdirSync(corpusDir)) fs.rmSync(path.join(corpusDir, f));
+        // regression-* files (inputs of fixed findings) stay whatever the coverage says.
+        for (const f of fs.readdirSync(corpusDir)) if (!f.startsWith('regression-')) fs.rmSync(path.join(corpusDir, f));
         for (const h of m.kept) {
           const b = Buffer.from(h, 'hex');
           fs.writeFileSync(path.join(corpusDir, crypto.createHash('sha1').update(b).digest('hex').slice(0, 16)), b);

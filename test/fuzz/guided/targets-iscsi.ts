@@ -357,7 +357,8 @@ export const loginTarget: FuzzTarget = {
         if (cls > 3) return `PDU ${i}: status class ${cls}`;
         if (cls !== 0 && !out.dropped) return `PDU ${i}: status class ${cls} without a drop`;
         const text = resp.subarray(BHS_LENGTH);
-        if (text.length && !parseTextKeys(text).ok) return `PDU ${i}: our answer does not parse as text`;
+        const parsed = text.length ? parseTextKeys(text) : undefined;
+        if (parsed && !parsed.ok) return `PDU ${i}: our answer does not parse as text (${parsed.reason}): ${JSON.stringify(text.toString('latin1'))}`;
         if (out.fullFeature && (cls !== 0 || (resp[1] & 0x80) === 0 || (resp[1] & 3) !== 3)) return `PDU ${i}: full feature without T=1 NSG=3 status 0`;
       }
       if (out.dropped) break;

@@ -31,7 +31,8 @@ async function main(): Promise<void> {
   const committed: Buffer[] = fs.existsSync(job.corpusDir)
     ? fs.readdirSync(job.corpusDir).sort().map((f) => fs.readFileSync(path.join(job.corpusDir, f)))
     : [];
-  const seeds = [...(await target.seeds()), ...committed];
+  const builtIn = await target.seeds();
+  const seeds = [...builtIn, ...committed];
   const report = await fuzz(target, seeds, {
     ms: job.ms,
     maxExecs: job.maxExecs,
@@ -45,7 +46,7 @@ async function main(): Promise<void> {
   });
   let kept: string[] | undefined;
   if (job.minimize) {
-    const m = await minimize(target, (report.corpusHex ?? []).map((h) => Buffer.from(h, 'hex')));
+    const m = await minimize(target, (report.corpusHex ?? []).map((h) => Buffer.from(h, 'hex')), builtIn);
     kept = m.kept.map((b) => b.toString('hex'));
   }
   parentPort!.postMessage({ report: { ...report, corpusHex: undefined }, kept, committed: committed.length });

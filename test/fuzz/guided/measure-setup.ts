@@ -1,0 +1,28 @@
+/**
+ * Block coverage of a whole jest test file, for comparing the fast-check
+ * suites with the guided fuzzer (compare.ts). Not part of `npm test`; use:
+ *
+ *   XCOPYD_COV_OUT=/tmp/cov npx jest test/fuzz/cdb.test.ts \
+ *     --setupFilesAfterEnv ./test/fuzz/guided/measure-setup.ts
+ *
+ * Coverage starts before the test file loads the project and is read once
+ * after its last test: the blocks of iscsi/, scsi/ and src/ it reached,
+ * written to $XCOPYD_COV_OUT/<test file>.json.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { BlockCoverage } from './coverage';
+
+const out = process.env.XCOPYD_COV_OUT;
+if (out) {
+  const cov = new BlockCoverage();
+  cov.start();
+  const t0 = Date.now();
+  afterAll(() => {
+    const blocks = new Set(cov.take().map((f) => cov.portable(f)));
+    cov.stop();
+    const name = path.basename(expect.getState().testPath ?? 'unknown');
+    fs.mkdirSync(out, { recursive: true });
+    fs.writeFileSync(path.join(out, `${name}.json`), JSON.stringify({ ms: Date.now() - t0, blocks: [...blocks] }));
+  });
+}
