@@ -108,6 +108,22 @@ describe.each(['json', 'pretty'] as LogFormat[])('%s logs', (format) => {
   });
 });
 
+/** PIDs whose parent is `pid` (/proc/PID/stat: the field after the parenthesised command is the state, then the parent). */
+function childrenOf(pid: number): number[] {
+  return fs
+    .readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .filter((d) => {
+      try {
+        const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid;
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
 /** Run the daemon on an ephemeral portal until its control socket listens, then SIGTERM it; all it printed. */
 async function runDaemon(args: string[], o: { tty?: boolean; env?: Record<string, string> } = {}): Promise<string> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xcopyd-logcli-'));
@@ -132,8 +148,7 @@ async function runDaemon(args: string[], o: { tty?: boolean; env?: Record<string
     if (child.exitCode === null) {
       const exited = new Promise((r) => child.once('exit', r));
       if (o.tty) {
-        const pids = await new Promise<string>((r) => execFile('pgrep', ['-P', String(child.pid)], (_e, so) => r(so)));
-        for (const p of pids.split('\n').filter(Boolean)) process.kill(Number(p), 'SIGTERM');
+        for (const p of childrenOf(child.pid!)) process.kill(p, 'SIGTERM');
       } else child.kill('SIGTERM');
       await exited;
     }
