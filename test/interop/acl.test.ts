@@ -2,10 +2,10 @@
  * Access control with real clients (issue 6, "Done when": ACLs with two targets and two
  * initiators). One daemon, its own config:
  *
- *   target A (LUNs 0,1,2 = 48, 64, 80 MiB)    target B (LUNs 0,1 = 96, 112 MiB)
- *     alice     -> every LUN                    bob        -> every LUN
- *     bob       -> his 0 = A's 2
- *     linux-vm  -> its 0,1 = A's 1,2            linux-vm-b -> its 0 = B's 1
+ *   target A (LUNs 0,1,2 = 48, 64, 80 MiB)   target B (LUNs 0,1 = 96, 112 MiB)   target C (16 MiB)
+ *     alice     -> every LUN                   bob        -> every LUN              alice
+ *     bob       -> his 0 = A's 2               linux-vm   -> its 0 = B's 0
+ *     linux-vm  -> its 0,1 = A's 1,2           linux-vm-b -> its 0 = B's 1
  *
  * Every LU has its own serial and NAA, so a LUN number seen by a client is checked against
  * the LU behind it.
@@ -15,10 +15,12 @@
  *      target outside the ACLs is refused with 0202h, an unmapped LUN answers 5/25/00.
  *  (b) the Linux kernel initiator in the VM, with two InitiatorNames (the VM's and a second
  *      open-iscsi iface): discovery, refused logins (iscsiadm 24, the daemon logs 0202h),
- *      sg_luns, sg_xcopy and ddpt --odx between the LUNs it may reach; then the break-out
- *      attempts (the CVE-2020-28374 class) with sg_raw: EXTENDED COPY naming by NAA an LU the
- *      issuing initiator is not mapped to fails with COPY TARGET DEVICE NOT REACHABLE
- *      (A/0D/02, the field pointer at the CSCD), and a ROD token populated by linux-vm is
+ *      sg_luns, sg_xcopy and ddpt --odx between the LUNs it may reach (within A, and from A
+ *      to B, whose ACL names it too); then the break-out attempts (the CVE-2020-28374 class)
+ *      with sg_raw: EXTENDED COPY naming by NAA an LU the issuing initiator is not mapped to
+ *      (on its own target, on a target that names it with another map, on a target that does
+ *      not name it) fails with COPY TARGET DEVICE NOT REACHABLE (A/0D/02, the field pointer
+ *      at the CSCD), and a ROD token populated by linux-vm is
  *      refused to linux-vm-b, which cannot reach its source, with INVALID TOKEN OPERATION,
  *      TOKEN UNKNOWN (5/23/04); the same token still works for linux-vm. The LUs no attempt
  *      may touch are all zeros on the host afterwards.
@@ -46,21 +48,23 @@ import { wutParams } from '../odx/odx';
 const MiB = 1024 * 1024;
 const A = 'iqn.2026-11.org.xcopyd:acl-a';
 const B = 'iqn.2026-11.org.xcopyd:acl-b';
+const C = 'iqn.2026-11.org.xcopyd:acl-c';
 const ALICE = 'iqn.2026-11.org.example:alice';
 const BOB = 'iqn.2026-11.org.example:bob';
 const CAROL = 'iqn.2026-11.org.example:carol'; // in no ACL
 const VM = 'iqn.2026-11.org.example:linux-vm';
 const VMB = 'iqn.2026-11.org.example:linux-vm-b';
 
-type Lu = 'A0' | 'A1' | 'A2' | 'B0' | 'B1';
-const SIZE_MIB: Record<Lu, number> = { A0: 48, A1: 64, A2: 80, B0: 96, B1: 112 };
-const SERIAL: Record<Lu, string> = { A0: 'ACLA0', A1: 'ACLA1', A2: 'ACLA2', B0: 'ACLB0', B1: 'ACLB1' };
+type Lu = 'A0' | 'A1' | 'A2' | 'B0' | 'B1' | 'C0';
+const SIZE_MIB: Record<Lu, number> = { A0: 48, A1: 64, A2: 80, B0: 96, B1: 112, C0: 16 };
+const SERIAL: Record<Lu, string> = { A0: 'ACLA0', A1: 'ACLA1', A2: 'ACLA2', B0: 'ACLB0', B1: 'ACLB1', C0: 'ACLC0' };
 const NAA: Record<Lu, string> = {
   A0: '6001405000000000000000000000a000',
   A1: '6001405000000000000000000000a001',
   A2: '6001405000000000000000000000a002',
   B0: '6001405000000000000000000000b000',
   B1: '6001405000000000000000000000b001',
+  C0: '6001405000000000000000000000c000',
 };
 const naa = (lu: Lu) => Buffer.from(NAA[lu], 'hex');
 const lunLine = (lun: number, lu: Lu) =>
@@ -80,10 +84,16 @@ const CONFIG = [
   `  - iqn: ${B}`,
   '    acls:',
   `      - initiator: ${BOB}`,
+  `      - { initiator: ${VM}, luns: [0] }`,
   `      - { initiator: ${VMB}, luns: [{ lun: 0, targetLun: 1 }] }`,
   '    luns:',
   lunLine(0, 'B0'),
   lunLine(1, 'B1'),
+  `  - iqn: ${C}`,
+  '    acls:',
+  `      - initiator: ${ALICE}`,
+  '    luns:',
+  lunLine(0, 'C0'),
   '',
 ].join('\n');
 
@@ -114,7 +124,7 @@ function isAllZero(file: string): boolean {
   }
 }
 
-describeIf(daemonReady && (libiscsiReady || vmReady))('ACLs: two targets, each initiator sees and reaches only its LUs', () => {
+describeIf(daemonReady && (libiscsiReady || vmReady))('ACLs: three targets, four initiator names; each sees and reaches only its LUs', () => {
   beforeAll(async () => {
     t = await startTarget({ name: 'acl', configYaml: CONFIG, iqn: A });
   }, 60_000);
@@ -145,13 +155,13 @@ describeIf(daemonReady && (libiscsiReady || vmReady))('ACLs: two targets, each i
     it('SendTargets (iscsi-ls) lists for each initiator only the targets whose ACLs name it', async () => {
       const seen: Record<string, string[]> = {};
       for (const who of [ALICE, BOB, CAROL, VM, VMB]) seen[who] = Object.keys(await ls(who, false)).sort();
-      expect(seen).toEqual({ [ALICE]: [A], [BOB]: [A, B], [CAROL]: [], [VM]: [A], [VMB]: [B] });
+      expect(seen).toEqual({ [ALICE]: [A, C], [BOB]: [A, B], [CAROL]: [], [VM]: [A, B], [VMB]: [B] });
     });
 
     it('REPORT LUNS (iscsi-ls -s) shows only the mapped LUNs, with the initiator\'s own numbers', async () => {
-      expect(await ls(ALICE, true)).toEqual({ [A]: [0, 1, 2] });
+      expect(await ls(ALICE, true)).toEqual({ [A]: [0, 1, 2], [C]: [0] });
       expect(await ls(BOB, true)).toEqual({ [A]: [0], [B]: [0, 1] });
-      expect(await ls(VM, true)).toEqual({ [A]: [0, 1] });
+      expect(await ls(VM, true)).toEqual({ [A]: [0, 1], [B]: [0] });
       expect(await ls(VMB, true)).toEqual({ [B]: [0] });
     });
 
@@ -160,11 +170,13 @@ describeIf(daemonReady && (libiscsiReady || vmReady))('ACLs: two targets, each i
         [ALICE, A, 0, 'A0'],
         [ALICE, A, 1, 'A1'],
         [ALICE, A, 2, 'A2'],
+        [ALICE, C, 0, 'C0'],
         [BOB, A, 0, 'A2'],
         [BOB, B, 0, 'B0'],
         [BOB, B, 1, 'B1'],
         [VM, A, 0, 'A1'],
         [VM, A, 1, 'A2'],
+        [VM, B, 0, 'B0'],
         [VMB, B, 0, 'B1'],
       ];
       const got: string[] = [];
@@ -185,8 +197,11 @@ describeIf(daemonReady && (libiscsiReady || vmReady))('ACLs: two targets, each i
         [ALICE, B],
         [CAROL, A],
         [CAROL, B],
-        [VM, B],
+        [CAROL, C],
+        [BOB, C],
+        [VM, C],
         [VMB, A],
+        [VMB, C],
       ];
       const before = loginOutcomes(t).length;
       for (const [who, target] of denied) {
@@ -231,9 +246,12 @@ describeIf(daemonReady && (libiscsiReady || vmReady))('ACLs: two targets, each i
         const seg = (dstLba: number) => [b2b(0, 1, 16, 0, dstLba)];
         const lists: Record<string, Buffer> = {
           'xc-own-ok.bin': lid1([e4(naa('A1')), e4(naa('A2'))], seg(65536)),
+          'xc-cross-ok.bin': lid1([e4(naa('A1')), e4(naa('B0'))], seg(65536)),
           'xc-to-a0.bin': lid1([e4(naa('A1')), e4(naa('A0'))], seg(0)),
           'xc-from-a0.bin': lid1([e4(naa('A0')), e4(naa('A2'))], seg(0)),
           'xc-to-b1.bin': lid1([e4(naa('A1')), e4(naa('B1'))], seg(0)),
+          'xc-b-to-a0.bin': lid1([e4(naa('B0')), e4(naa('A0'))], seg(0)),
+          'xc-to-c0.bin': lid1([e4(naa('A1')), e4(naa('C0'))], seg(0)),
           'xc-vmb-from-a1.bin': lid1([e4(naa('A1')), e4(naa('B1'))], seg(0)),
           'xc-vmb-to-b0.bin': lid1([e4(naa('B1')), e4(naa('B0'))], seg(0)),
         };
@@ -250,7 +268,7 @@ describeIf(daemonReady && (libiscsiReady || vmReady))('ACLs: two targets, each i
           name: 'acl',
           script: path.join(__dirname, 'guest', 'acl.sh'),
           args: ['-i', VM],
-          env: { A_IQN: A, B_IQN: B, VMB_IQN: VMB, DATA_MIB: String(DATA_MIB) },
+          env: { A_IQN: A, B_IQN: B, C_IQN: C, VMB_IQN: VMB, DATA_MIB: String(DATA_MIB) },
           files: [files, data, path.join(__dirname, 'guest', 'ddpt-odx-client.sh')],
           timeoutS: VM_TIMEOUT_S,
         });
@@ -261,28 +279,36 @@ describeIf(daemonReady && (libiscsiReady || vmReady))('ACLs: two targets, each i
         // discovery, refused logins, REPORT LUNS, the LU behind each number
         expect({
           discVm: m('DISC_VM'),
-          loginVmToB: m('LOGIN_VM_B'),
-          lunsVm: m('LUNS_VM'),
-          vm0: [m('SERIAL_VM_0'), m('LAST_LBA_VM_0')],
-          vm1: [m('SERIAL_VM_1'), m('LAST_LBA_VM_1')],
+          loginVmToC: m('LOGIN_VM_C'),
+          lunsVmA: m('LUNS_VM_A'),
+          lunsVmB: m('LUNS_VM_B'),
+          vmA0: [m('SERIAL_VM_A0'), m('LAST_LBA_VM_A0')],
+          vmA1: [m('SERIAL_VM_A1'), m('LAST_LBA_VM_A1')],
+          vmB0: [m('SERIAL_VM_B0'), m('LAST_LBA_VM_B0')],
           discVmb: m('DISC_VMB'),
           loginVmbToA: m('LOGIN_VMB_A'),
           lunsVmb: m('LUNS_VMB'),
           vmb0: [m('SERIAL_VMB_0'), m('LAST_LBA_VMB_0')],
         }).toEqual({
-          discVm: A,
-          loginVmToB: '24', // ISCSI_ERR_LOGIN_AUTH_FAILED: "login failed due to authorization failure"
-          lunsVm: '0000000000000000 0001000000000000',
-          vm0: [SERIAL.A1, lastLba('A1')],
-          vm1: [SERIAL.A2, lastLba('A2')],
+          discVm: `${A} ${B}`,
+          loginVmToC: '24', // ISCSI_ERR_LOGIN_AUTH_FAILED: "login failed due to authorization failure"
+          lunsVmA: '0000000000000000 0001000000000000',
+          lunsVmB: '0000000000000000',
+          vmA0: [SERIAL.A1, lastLba('A1')],
+          vmA1: [SERIAL.A2, lastLba('A2')],
+          vmB0: [SERIAL.B0, lastLba('B0')],
           discVmb: B,
           loginVmbToA: '24',
           lunsVmb: '0000000000000000',
           vmb0: [SERIAL.B1, lastLba('B1')],
         });
-        const wantLogins = [`${VM} admitted`, `${VM} 0202`, `${VMB} 0202`, `${VMB} admitted`];
+        const wantLogins = [`${VM} admitted ${A}`, `${VM} admitted ${B}`, `${VM} 0202`, `${VMB} 0202`, `${VMB} admitted ${B}`];
         const logins = await pollUntil(
-          () => loginOutcomes(t).slice(before).filter((o) => o.sessionType === 'Normal').map((o) => `${o.initiator} ${o.outcome}`),
+          () =>
+            loginOutcomes(t)
+              .slice(before)
+              .filter((o) => o.sessionType === 'Normal')
+              .map((o) => `${o.initiator} ${o.outcome}${o.target ? ` ${o.target}` : ''}`),
           (v) => JSON.stringify(v) === JSON.stringify(wantLogins),
         );
         expect(logins).toEqual(wantLogins);
@@ -291,8 +317,10 @@ describeIf(daemonReady && (libiscsiReady || vmReady))('ACLs: two targets, each i
         expect({
           file: m('MD5_FILE'),
           sgXcopy: m('MD5_SG_XCOPY'),
+          sgXcopyAtoB: m('MD5_SG_XCOPY_CROSS'),
           ddptOdx: m('MD5_DDPT_ODX'),
-        }).toEqual({ file: md5, sgXcopy: md5, ddptOdx: md5 });
+          ddptOdxAtoB: m('MD5_DDPT_ODX_CROSS'),
+        }).toEqual({ file: md5, sgXcopy: md5, sgXcopyAtoB: md5, ddptOdx: md5, ddptOdxAtoB: md5 });
 
         // break-outs: exact sense bytes (sg_raw exits 10 for COPY ABORTED, 5 for ILLEGAL
         // REQUEST). EXTENDED COPY: fixed format, COPY ABORTED, 0D/02,
@@ -302,16 +330,22 @@ describeIf(daemonReady && (libiscsiReady || vmReady))('ACLs: two targets, each i
           `rc=10 status=Check_Condition sense=${senseHex(0x0a, 0x0d, 0x02, [0x80, fieldPointer >> 8, fieldPointer & 0xff])}`;
         expect({
           ownOk: m('RAW_XC_OWN_OK'),
+          crossOk: m('RAW_XC_CROSS_OK'),
           toA0: m('RAW_XC_TO_A0'),
           fromA0: m('RAW_XC_FROM_A0'),
           toB1: m('RAW_XC_TO_B1'),
+          onBToA0: m('RAW_XC_B_TO_A0'),
+          toC0: m('RAW_XC_TO_C0'),
           vmbFromA1: m('RAW_XC_VMB_FROM_A1'),
           vmbToB0: m('RAW_XC_VMB_TO_B0'),
         }).toEqual({
           ownOk: 'rc=0 status=Good sense=',
+          crossOk: 'rc=0 status=Good sense=',
           toA0: notReachable(48),
           fromA0: notReachable(16),
           toB1: notReachable(48),
+          onBToA0: notReachable(48),
+          toC0: notReachable(48),
           vmbFromA1: notReachable(16),
           vmbToB0: notReachable(48),
         });
@@ -332,10 +366,10 @@ describeIf(daemonReady && (libiscsiReady || vmReady))('ACLs: two targets, each i
 
         // on the host: nothing reached the LUs no one of them may write
         const dataDir = t.dataDir!;
-        expect({ a0: isAllZero(path.join(dataDir, 'a0.img')), b0: isAllZero(path.join(dataDir, 'b0.img')), b1: isAllZero(path.join(dataDir, 'b1.img')) }).toEqual({
+        expect({ a0: isAllZero(path.join(dataDir, 'a0.img')), b1: isAllZero(path.join(dataDir, 'b1.img')), c0: isAllZero(path.join(dataDir, 'c0.img')) }).toEqual({
           a0: true,
-          b0: true,
           b1: true,
+          c0: true,
         });
         // A2's first 16 blocks still hold sg_xcopy's copy (the A0 -> A2 attempt would have zeroed them)
         const a2 = fs.readFileSync(path.join(dataDir, 'a2.img')).subarray(0, 16 * 512);
