@@ -10,12 +10,13 @@
  *    control socket, the system calls of the copy data mover (expanded by
  *    systemd-analyze syscall-filter), no W^X ban for V8, no sd_notify type
  *    the daemon would never satisfy, reload by SIGHUP;
- *  - the daemon runs the unit's commands inside an emulation of its sandbox
- *    (root only: a private mount namespace with / read-only except the data
- *    directory, an unprivileged user with no capabilities and
- *    no_new_privs, the unit's UMask and Environment): check-config, start,
- *    I/O, an EXTENDED COPY in the kernel, ExecReload adds a LUN, status over
- *    the socket, KillSignal stops it with status 0.
+ *  - the unit's own command lines, on a build laid out as the unit expects
+ *    it (WorkingDirectory/dist/src/main.js), run inside an emulation of its
+ *    sandbox (root only: a private mount namespace with / read-only except
+ *    the data directory, an unprivileged user with no capabilities and
+ *    no_new_privs, the unit's UMask, Environment and WorkingDirectory):
+ *    check-config, start, I/O, an EXTENDED COPY in the kernel, ExecReload
+ *    adds a LUN, status over the socket, KillSignal stops it with status 0.
  * The emulation leaves out seccomp, the device cgroup and address-family
  * restrictions, which need systemd itself.
  */
@@ -23,6 +24,7 @@ import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import ts from 'typescript';
 import { DEFAULT_LIMITS } from '../iscsi/types';
 import { controlRequest } from '../src/control';
 import type { StatusReport } from '../src/status';
@@ -224,6 +226,29 @@ describeIf(!!analyze || missingPrerequisite("'systemd-analyze' not found on PATH
   });
 });
 
+/**
+ * What `npm run build` puts in WorkingDirectory: tsconfig's outDir with every file of the daemon
+ * (src, scsi, iscsi) emitted by TypeScript one file at a time (the project is isolatedModules, so
+ * this is tsc's output without the type check), and node_modules beside it.
+ */
+function buildInto(dir: string): void {
+  const read = ts.readConfigFile(path.join(REPO, 'tsconfig.json'), ts.sys.readFile);
+  const parsed = ts.parseJsonConfigFileContent(read.config, ts.sys, REPO);
+  const options = { ...parsed.options, sourceMap: false, inlineSourceMap: false, declaration: false };
+  const outDir = path.relative(REPO, parsed.options.outDir!);
+  const rootDir = parsed.options.rootDir!;
+  for (const file of parsed.fileNames) {
+    const rel = path.relative(rootDir, file);
+    if (!/^(src|scsi|iscsi)\//.test(rel) || file.endsWith('.d.ts')) continue;
+    const js = ts.transpileModule(fs.readFileSync(file, 'utf8'), { compilerOptions: options, fileName: file }).outputText;
+    const out = path.join(dir, outDir, rel.replace(/\.ts$/, '.js'));
+    fs.mkdirSync(path.dirname(out), { recursive: true, mode: 0o755 });
+    fs.writeFileSync(out, js, { mode: 0o644 });
+  }
+  fs.symlinkSync(path.join(REPO, 'node_modules'), path.join(dir, 'node_modules'));
+  expect(fs.existsSync(path.join(dir, pkg.bin.xcopyd))).toBe(true);
+}
+
 const isRoot = process.getuid?.() === 0;
 const emulationTools = ['unshare', 'setpriv', 'mount'].every((t) => findInPath(t));
 describeIf(
@@ -235,47 +260,48 @@ describeIf(
   const IQN = 'iqn.2026-11.org.xcopyd:unit';
 
   it('starts, serves I/O and a kernel copy, reloads by ExecReload, answers status, stops by KillSignal with status 0', async () => {
+    // The unit's absolute paths, each under a fresh root: /opt/xcopyd (the build), /etc/xcopyd, /var/lib/xcopyd.
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'xcopyd-unit-run-'));
-    const etc = path.join(root, 'etc');
-    const data = path.join(root, 'data');
-    fs.mkdirSync(etc);
-    fs.mkdirSync(data);
     fs.chmodSync(root, 0o755);
-    fs.chmodSync(etc, 0o755);
+    const at = (p: string) => path.join(root, p);
+    const install = svc('WorkingDirectory')!;
+    const etc = at(`/etc/${svc('ConfigurationDirectory')}`);
+    const data = at(`/var/lib/${svc('StateDirectory')}`);
+    fs.mkdirSync(etc, { recursive: true, mode: 0o755 });
+    fs.mkdirSync(data, { recursive: true, mode: 0o755 });
     fs.chownSync(data, NOBODY, NOBODY); // StateDirectory= is owned by User=
-    fs.chmodSync(data, 0o700);
+    fs.chmodSync(data, Number.parseInt(svc('StateDirectoryMode')!, 8));
+    buildInto(at(install));
     const port = await freePort();
     const configFile = path.join(etc, 'xcopyd.yaml');
     const yaml = (luns: number[]) =>
       [`listen: ["127.0.0.1:${port}"]`, 'targets:', `  - iqn: ${IQN}`, '    luns:', ...luns.map((n) => `      - { lun: ${n}, path: l${n}.img, size: 8MiB }`), ''].join('\n');
     fs.writeFileSync(configFile, yaml([0, 1]), { mode: 0o644 });
 
-    // The unit's commands with its paths mapped onto this run (node, the source entry instead of dist/).
+    // The unit's command lines, their paths moved under the root; node is this node.
     const map = (args: string[]) =>
-      args.flatMap((a) =>
-        a === exec[0] ? [process.execPath] : a === exec[1] ? ['-r', 'ts-node/register/transpile-only', path.join(REPO, 'src', 'main.ts')] : [a === '/etc/xcopyd/xcopyd.yaml' ? configFile : a === '/var/lib/xcopyd' ? data : a],
-      );
+      args.map((a) => (a === exec[0] ? process.execPath : ['/opt/', '/etc/', '/var/lib/'].some((p) => a.startsWith(p)) ? at(a) : a));
     const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
     for (const e of values(unit, 'Service', 'Environment')) {
       const [k, ...v] = e.split('=');
       env[k] = v.join('=');
     }
     // ProtectSystem=strict + StateDirectory=: everything read-only but the data directory (and /dev, /proc, /sys,
-    // separate mounts); User=, NoNewPrivileges=, CapabilityBoundingSet= (empty), UMask=.
+    // separate mounts); User=, NoNewPrivileges=, CapabilityBoundingSet= (empty), UMask=, WorkingDirectory=.
     const sandboxed = (args: string[]) => [
       'unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c',
       [
         'set -e',
         'mount --bind "$XDATA" "$XDATA"',
         'mount -o remount,bind,ro /',
-        'if touch "$XREPO/.rw-probe" 2>/dev/null; then rm -f "$XREPO/.rw-probe"; echo "/ is still writable" >&2; exit 97; fi',
+        'if touch "$XROOT/.rw-probe" 2>/dev/null; then rm -f "$XROOT/.rw-probe"; echo "/ is still writable" >&2; exit 97; fi',
         `umask ${svc('UMask')}`,
-        `cd "$XREPO"`,
+        'cd "$XWORKDIR"',
         `exec setpriv --reuid=${NOBODY} --regid=${NOBODY} --clear-groups --no-new-privs --bounding-set=-all --inh-caps=-all -- "$@"`,
       ].join('\n'),
       'sandbox', ...map(args),
     ];
-    const spawnEnv = { ...env, XDATA: data, XREPO: REPO };
+    const spawnEnv = { ...env, XDATA: data, XROOT: root, XWORKDIR: at(install) };
 
     const pre = sandboxed(argv(svc('ExecStartPre')!));
     const check = await new Promise<{ code: number | null; out: string }>((resolve) =>
