@@ -214,7 +214,7 @@ describeIf(!!analyze || missingPrerequisite("'systemd-analyze' not found on PATH
     }
     const permitted = (n: string) => allowed.has(n) && !denied.has(n);
     const needed = [
-      'copy_file_range', 'ioctl', 'fallocate', 'lseek', 'pread64', 'pwrite64', 'preadv', 'pwritev', 'fdatasync', 'fsync',
+      'copy_file_range', 'ioctl', 'fallocate', 'lseek', 'preadv2', 'pread64', 'pwrite64', 'preadv', 'pwritev', 'fdatasync', 'fsync',
       'openat', 'ftruncate', 'fstat', 'statx', 'rename', 'unlink', 'mkdir',
       'socket', 'bind', 'listen', 'accept4', 'getsockopt', 'setsockopt', 'writev', 'sendmsg', 'recvmsg', 'shutdown',
       'epoll_create1', 'epoll_ctl', 'epoll_wait', 'eventfd2', 'futex', 'mmap', 'mprotect', 'munmap', 'madvise', 'clone3', 'clone',
