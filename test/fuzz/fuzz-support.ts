@@ -109,9 +109,10 @@ export interface FuzzDevice {
 
 /**
  * A fresh device (two 1 MiB LUs, two nexuses, their power-on unit attentions
- * taken): runs do not leak state into each other.
+ * taken): runs do not leak state into each other. `stores` (two, zeroed)
+ * spares the allocation of new ones (the guided fuzzer reuses them).
  */
-export async function makeFuzzDevice(): Promise<FuzzDevice> {
+export async function makeFuzzDevice(o: { stores?: MemoryStore[] } = {}): Promise<FuzzDevice> {
   const errors: Array<Record<string, unknown>> = [];
   const logger: Logger = pino({ level: 'error' }, {
     write(line: string): void {
@@ -122,7 +123,7 @@ export async function makeFuzzDevice(): Promise<FuzzDevice> {
       }
     },
   });
-  const stores = [new MemoryStore(LU_BLOCKS * BS), new MemoryStore(LU_BLOCKS * BS)];
+  const stores = o.stores ?? [new MemoryStore(LU_BLOCKS * BS), new MemoryStore(LU_BLOCKS * BS)];
   const device = new ScsiDevice({
     logger,
     luns: stores.map((store, i) => ({ lun: i, store, identity: identity(i) })),

@@ -38,7 +38,7 @@ async function main(): Promise<void> {
     const blocksOut = arg('blocks-out');
     if (blocksOut) {
       fs.mkdirSync(blocksOut, { recursive: true });
-      fs.writeFileSync(path.join(blocksOut, `guided-${target}.json`), JSON.stringify({ ms: r.report.ms, execs: r.report.execs, blocks: r.report.portableBlocks }));
+      fs.writeFileSync(path.join(blocksOut, `guided-${target}.json`), JSON.stringify({ ms: r.report.ms, execs: r.report.execs, coverage: r.report.portable }));
     }
     if (process.argv.includes('--per-file')) for (const [f, n] of Object.entries(r.report.perFile).sort()) console.log(`    ${f} ${n}`);
     for (const f of r.report.findings) {

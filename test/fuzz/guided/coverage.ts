@@ -1,14 +1,21 @@
 /**
- * Block coverage of the project's own code (iscsi/, scsi/, src/) from V8's
- * precise coverage (node:inspector, Profiler.startPreciseCoverage with call
- * counts and block granularity): the feedback of the guided fuzzer.
+ * Coverage of the project's own code (iscsi/, scsi/, src/) from V8's precise
+ * block coverage (node:inspector, Profiler.startPreciseCoverage with call
+ * counts): the feedback of the guided fuzzer.
  *
  * takePreciseCoverage resets the counters, so each call returns what ran
- * since the previous one. A feature is one block (script, start, end) with
- * its execution count in a log2 bucket (1, 2-3, 4-7, ...), as AFL and
- * libFuzzer count edges: a new block, or a block run a different order of
- * magnitude of times (a loop over one more descriptor), makes an input
- * interesting.
+ * since the previous one. V8 reports nested ranges and drops a nested range
+ * whose count equals its parent's, so the ranges themselves are not stable
+ * keys (the same code gives different ranges for different counts). What is
+ * stable is the count at each source position (the innermost range holding
+ * it): a take becomes covered segments with a count, and the accumulated
+ * state is, per script, a bit mask per character of the count buckets seen
+ * (1, 2-3, 4-7, ... as AFL/libFuzzer bucket edge counts). An input is new
+ * when it covers a character not covered before, or in a bucket not seen
+ * there before (a loop over one more descriptor).
+ *
+ * For reports, a "block" is a range boundary V8 ever reported (start or end
+ * of a block): `blocks` counts those whose position is covered.
  */
 import inspector from 'node:inspector';
 import path from 'node:path';
@@ -17,10 +24,10 @@ const ROOT = path.resolve(__dirname, '..', '..', '..');
 const DIRS = ['iscsi', 'scsi', 'src'].map((d) => path.join(ROOT, d) + path.sep);
 
 /** Project-relative path of a script URL or path; the worker's transpiled copy maps back onto the project. */
-function projectPath(url: string): string {
+export function projectPath(url: string): string {
   const p = url.startsWith('file://') ? decodeURIComponent(new URL(url).pathname) : url;
   const m = /\/(iscsi|scsi|src)\/.*$/.exec(p);
-  return m ? m[0].slice(1) : path.relative(ROOT, p);
+  return (m ? m[0].slice(1) : path.relative(ROOT, p)).replace(/\.(ts|js)$/, '');
 }
 
 /** True for a script URL or path of the project's non-test code. */
@@ -40,13 +47,63 @@ interface ScriptCoverage {
   functions: Array<{ functionName: string; ranges: Range[]; isBlockCoverage: boolean }>;
 }
 
+/** A covered piece of one script in one take. */
+export interface Segment {
+  script: number;
+  start: number;
+  end: number;
+  /** 1 << bucket of the count. */
+  bit: number;
+}
+
+const bucketBit = (count: number): number => 1 << Math.min(7, 31 - Math.clz32(count));
+
+class ScriptState {
+  /** Per character: the count buckets seen (bit mask). */
+  bits = new Uint8Array(0);
+  readonly boundaries = new Set<number>();
+  constructor(readonly file: string) {}
+  grow(n: number): void {
+    if (n <= this.bits.length) return;
+    const b = new Uint8Array(Math.max(n, this.bits.length * 2));
+    b.set(this.bits);
+    this.bits = b;
+  }
+}
+
+/** Per character bit masks of count buckets, as the fuzzer's corpus and minimizer keep them. */
+export class CoverageMap {
+  readonly scripts: ScriptState[] = [];
+
+  constructor(files: string[] = []) {
+    for (const f of files) this.scripts.push(new ScriptState(f));
+  }
+
+  /** Features the segments add (characters x buckets not set yet); with `apply` they are set. */
+  gain(segs: readonly Segment[], apply: boolean, bucketsToo = true): number {
+    let n = 0;
+    for (const s of segs) {
+      while (this.scripts.length <= s.script) this.scripts.push(new ScriptState('?'));
+      const st = this.scripts[s.script];
+      st.grow(s.end);
+      const bits = st.bits;
+      for (let i = s.start; i < s.end; i++) {
+        const old = bits[i];
+        if (bucketsToo ? (old & s.bit) === 0 : old === 0) {
+          n++;
+          if (apply) bits[i] = old | s.bit;
+        }
+      }
+    }
+    return n;
+  }
+}
+
 export class BlockCoverage {
   private readonly session = new inspector.Session();
-  /** Per script URL: a small id, so features stay short strings. */
-  private readonly scriptIds = new Map<string, number>();
-  private readonly urls: string[] = [];
-  /** Every block seen at all (hit or not) per file: the denominator of the report. */
-  readonly known = new Set<string>();
+  private readonly ids = new Map<string, number>();
+  /** What ran since start, accumulated over all takes (for reports). */
+  readonly total: CoverageMap = new CoverageMap();
   private started = false;
 
   start(): void {
@@ -65,43 +122,98 @@ export class BlockCoverage {
     this.started = false;
   }
 
-  /** Features of what ran since the last call: "script:start:end:bucket" of every block run at least once. */
-  take(): string[] {
+  /** Covered segments of what ran since the last call (also added to `total`). */
+  take(): Segment[] {
     const r = this.post('Profiler.takePreciseCoverage') as { result: ScriptCoverage[] };
-    const out: string[] = [];
+    const out: Segment[] = [];
     for (const s of r.result) {
       if (!isProjectScript(s.url)) continue;
-      let id = this.scriptIds.get(s.url);
+      let id = this.ids.get(s.url);
       if (id === undefined) {
-        id = this.scriptIds.size;
-        this.scriptIds.set(s.url, id);
-        this.urls.push(s.url);
+        id = this.ids.size;
+        this.ids.set(s.url, id);
+        while (this.total.scripts.length <= id) this.total.scripts.push(new ScriptState('?'));
+        this.total.scripts[id] = new ScriptState(projectPath(s.url));
       }
+      const st = this.total.scripts[id];
       for (const f of s.functions) {
-        for (const b of f.ranges) {
-          const block = `${id}:${b.startOffset}:${b.endOffset}`;
-          this.known.add(block);
-          if (b.count > 0) out.push(`${block}:${31 - Math.clz32(b.count)}`);
+        const ranges = f.ranges;
+        if (ranges.length === 0 || (ranges.length === 1 && ranges[0].count === 0)) continue;
+        // Elementary segments between all boundaries; the count of each is its innermost range's
+        // (V8 lists a parent before its children, so the last range holding a segment is innermost).
+        const points = new Set<number>();
+        for (const x of ranges) {
+          points.add(x.startOffset);
+          points.add(x.endOffset);
+          st.boundaries.add(x.startOffset);
+          st.boundaries.add(x.endOffset);
+        }
+        const sorted = [...points].sort((a, b) => a - b);
+        for (let i = 0; i + 1 < sorted.length; i++) {
+          const a = sorted[i];
+          const b = sorted[i + 1];
+          let count = 0;
+          let inside = false;
+          for (const x of ranges) {
+            if (x.startOffset <= a && b <= x.endOffset) {
+              count = x.count;
+              inside = true;
+            }
+          }
+          if (inside && count > 0) out.push({ script: id, start: a, end: b, bit: bucketBit(count) });
         }
       }
     }
+    this.total.gain(out, true);
     return out;
   }
 
-  /** The file (relative to the project) of a feature, for per-file reports. */
-  fileOf(feature: string): string {
-    const url = this.urls[Number(feature.slice(0, feature.indexOf(':')))];
-    return url === undefined ? '?' : projectPath(url);
+  /** Script count known so far. */
+  get fileNames(): string[] {
+    return this.total.scripts.map((s) => s.file);
+  }
+
+  /** Covered block boundaries per file (boundaries whose character is covered), and all known. */
+  blocks(map: CoverageMap = this.total): { covered: number; known: number; perFile: Record<string, number> } {
+    let covered = 0;
+    let known = 0;
+    const perFile: Record<string, number> = {};
+    for (const [i, st] of this.total.scripts.entries()) {
+      const bits = map.scripts[i]?.bits ?? new Uint8Array(0);
+      let n = 0;
+      for (const b of st.boundaries) if (b < bits.length && bits[b] !== 0) n++;
+      known += st.boundaries.size;
+      covered += n;
+      if (n) perFile[st.file] = (perFile[st.file] ?? 0) + n;
+    }
+    return { covered, known, perFile };
   }
 
   /**
-   * A block as "iscsi/framer:120:180" (path without extension): the same key
-   * under ts-jest (.ts paths) and in the worker (transpiled .js), whose
-   * emitted code is the same (isolatedModules), so runs can be compared.
+   * Portable form of `map` (default: everything so far) for comparing runs
+   * (compare.ts): per file, the covered intervals and the boundaries seen.
+   * The same under ts-jest (.ts) and in the worker (transpiled .js): both
+   * emit the same JavaScript (isolatedModules), offsets included.
    */
-  portable(feature: string): string {
-    const [, start, end] = feature.split(':');
-    return `${this.fileOf(feature).replace(/\.(ts|js)$/, '')}:${start}:${end}`;
+  portable(map: CoverageMap = this.total): Record<string, { covered: Array<[number, number]>; boundaries: number[] }> {
+    const out: Record<string, { covered: Array<[number, number]>; boundaries: number[] }> = {};
+    for (const [i, st] of this.total.scripts.entries()) {
+      const bits = map.scripts[i]?.bits ?? new Uint8Array(0);
+      const covered: Array<[number, number]> = [];
+      let from = -1;
+      for (let k = 0; k <= bits.length; k++) {
+        const on = k < bits.length && bits[k] !== 0;
+        if (on && from < 0) from = k;
+        if (!on && from >= 0) {
+          covered.push([from, k]);
+          from = -1;
+        }
+      }
+      const e = (out[st.file] ??= { covered: [], boundaries: [] });
+      e.covered.push(...covered);
+      e.boundaries.push(...st.boundaries);
+    }
+    return out;
   }
 
   private post(method: string, params?: object): unknown {
@@ -115,11 +227,4 @@ export class BlockCoverage {
     if (error) throw error;
     return result;
   }
-}
-
-/** Blocks (features without their count bucket). */
-export function blocksOf(features: Iterable<string>): Set<string> {
-  const s = new Set<string>();
-  for (const f of features) s.add(f.slice(0, f.lastIndexOf(':')));
-  return s;
 }

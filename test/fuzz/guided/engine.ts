@@ -15,7 +15,7 @@
  */
 import crypto from 'node:crypto';
 import fc from 'fast-check';
-import { BlockCoverage, blocksOf } from './coverage';
+import { BlockCoverage, CoverageMap, type Segment } from './coverage';
 import type { FuzzTarget } from './target';
 
 export interface EngineOptions {
@@ -42,13 +42,18 @@ export interface EngineReport {
   ms: number;
   corpus: number;
   added: number;
+  /** Characters x count buckets the corpus covers. */
   features: number;
+  /** Block boundaries whose position ran, of those V8 reported (see coverage.ts). */
   blocks: number;
+  knownBlocks?: number;
   /** Blocks hit per file (project-relative path). */
   perFile: Record<string, number>;
   findings: Finding[];
-  /** The blocks reached, as BlockCoverage.portable keys (to compare runs). */
-  portableBlocks?: string[];
+  /** Batched rounds, those that reached a new block, and those whose new block no single input reached again. */
+  batches?: { batches: number; fresh: number; notReproduced: number };
+  /** What ran, as BlockCoverage.portable (to compare runs). */
+  portable?: ReturnType<BlockCoverage['portable']>;
   /** Time spent in the target and in reading coverage. */
   execMs?: number;
   coverageMs?: number;
@@ -227,15 +232,15 @@ export async function fuzz(target: FuzzTarget, seeds: Buffer[], o: EngineOptions
   const mut = new Mutator(rng, target.maxLen, target.dict ?? []);
   const corpus: Entry[] = [];
   const seen = new Set<string>();
-  const features = new Set<string>();
-  const blockSet = new Set<string>();
+  const features = new CoverageMap();
+  let featureCount = 0;
   const findings: Finding[] = [];
   const findingKinds = new Set<string>();
   let execs = 0;
   let added = 0;
   let execNs = 0n;
   let covNs = 0n;
-  const take = (): string[] => {
+  const take = (): Segment[] => {
     const t = process.hrtime.bigint();
     const f = cov.take();
     covNs += process.hrtime.bigint() - t;
@@ -266,15 +271,8 @@ export async function fuzz(target: FuzzTarget, seeds: Buffer[], o: EngineOptions
   /** Run singly and keep when new; returns true when it was new. */
   const tryOne = async (input: Buffer, force = false): Promise<boolean> => {
     await execOne(input);
-    const f = take();
-    let gain = 0;
-    for (const x of f) {
-      if (!features.has(x)) {
-        features.add(x);
-        blockSet.add(x.slice(0, x.lastIndexOf(':')));
-        gain++;
-      }
-    }
+    const gain = features.gain(take(), true);
+    featureCount += gain;
     const k = keyOf(input);
     if ((gain > 0 || force) && !seen.has(k)) {
       seen.add(k);
@@ -308,6 +306,9 @@ export async function fuzz(target: FuzzTarget, seeds: Buffer[], o: EngineOptions
     const t0 = Date.now();
     let batch = 1;
     let round = 0;
+    let batches = 0;
+    let freshBatches = 0;
+    let wasted = 0;
     let fcSeed = o.seed;
     while (Date.now() - t0 < o.ms && execs - replayed < o.maxExecs) {
       round++;
@@ -326,23 +327,26 @@ export async function fuzz(target: FuzzTarget, seeds: Buffer[], o: EngineOptions
         else batch = Math.min(32, batch * 2);
         continue;
       }
+      batches++;
       for (const x of inputs) await execOne(x);
-      const f = take();
-      const fresh = f.some((x) => !blockSet.has(x.slice(0, x.lastIndexOf(':'))));
-      if (!fresh) {
+      // A batch is worth a closer look when it covered a character nothing covered before
+      // (count buckets are left to the single rounds: summed counts would mislead).
+      const fresh = features.gain(take(), false, false);
+      if (fresh === 0) {
         batch = Math.min(32, batch * 2);
         continue;
       }
+      freshBatches++;
       batch = 1;
-      for (const x of inputs) await tryOne(x);
+      let any = false;
+      for (const x of inputs) any = (await tryOne(x)) || any;
+      if (!any) {
+        wasted++;
+        if (process.env.XCOPYD_GUIDED_DEBUG) console.error(`batch of ${inputs.length}: ${fresh} new characters not reproduced singly`);
+      }
     }
 
-    const perFile: Record<string, number> = {};
-    const blocks = blockSet;
-    for (const b of blocks) {
-      const file = cov.fileOf(b);
-      perFile[file] = (perFile[file] ?? 0) + 1;
-    }
+    const b = cov.blocks();
     return {
       target: target.name,
       execs,
@@ -350,11 +354,13 @@ export async function fuzz(target: FuzzTarget, seeds: Buffer[], o: EngineOptions
       ms: Date.now() - t0,
       corpus: corpus.length,
       added,
-      features: features.size,
-      blocks: blocks.size,
-      perFile,
+      features: featureCount,
+      blocks: b.covered,
+      knownBlocks: b.known,
+      perFile: b.perFile,
       findings,
-      portableBlocks: [...blocks].map((b) => cov.portable(b)),
+      batches: { batches, fresh: freshBatches, notReproduced: wasted },
+      portable: cov.portable(),
       execMs: Number(execNs / 1_000_000n),
       coverageMs: Number(covNs / 1_000_000n),
       corpusHex: corpus.map((e) => e.input.toString('hex')),
@@ -374,6 +380,7 @@ export async function minimize(target: FuzzTarget, inputs: Buffer[], baseline: B
   cov.start();
   try {
     cov.take();
+    const acc = new CoverageMap();
     // What the built-in seeds reach needs no file: they run every time anyway.
     for (const input of baseline) {
       try {
@@ -382,36 +389,29 @@ export async function minimize(target: FuzzTarget, inputs: Buffer[], baseline: B
         /* measured all the same */
       }
     }
-    const covered = new Set<string>(cov.take());
+    let features = acc.gain(cov.take(), true);
     const base = new Set(baseline.map((b) => b.toString('hex')));
-    const per: Array<{ input: Buffer; blocks: Set<string> }> = [];
+    const per: Array<{ input: Buffer; segs: Segment[]; n: number }> = [];
     for (const input of inputs.filter((b) => !base.has(b.toString('hex')))) {
       try {
         await target.run(input);
       } catch {
         /* a finding; still measured */
       }
-      per.push({ input, blocks: new Set(cov.take()) });
+      const segs = cov.take();
+      per.push({ input, segs, n: new CoverageMap().gain(segs, false) });
     }
-    const all = new Set<string>(covered);
-    for (const p of per) for (const b of p.blocks) all.add(b);
+    // One pass, richest first (smaller first among equals): keep an input when it adds a feature.
+    per.sort((a, b) => b.n - a.n || a.input.length - b.input.length);
     const kept: Buffer[] = [];
-    while (covered.size < all.size) {
-      let best: (typeof per)[number] | undefined;
-      let bestGain = 0;
-      for (const p of per) {
-        let g = 0;
-        for (const b of p.blocks) if (!covered.has(b)) g++;
-        if (g > bestGain || (g === bestGain && g > 0 && best && p.input.length < best.input.length)) {
-          best = p;
-          bestGain = g;
-        }
+    for (const p of per) {
+      const g = acc.gain(p.segs, true);
+      if (g > 0) {
+        kept.push(p.input);
+        features += g;
       }
-      if (!best || bestGain === 0) break;
-      kept.push(best.input);
-      for (const b of best.blocks) covered.add(b);
     }
-    return { kept, features: all.size };
+    return { kept, features };
   } finally {
     cov.stop();
   }

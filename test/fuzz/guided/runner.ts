@@ -98,5 +98,5 @@ export function runGuided(o: RunOptions): Promise<RunResult> {
 /** One line per target for logs. */
 export function summary(r: RunResult): string {
   const x = r.report;
-  return `${x.target.padEnd(24)} execs ${String(x.execs).padStart(7)} (${x.replayed} replayed) in ${(x.ms / 1000).toFixed(1)} s, blocks ${x.blocks}, features ${x.features}, corpus ${x.corpus} (+${x.added} new; ${r.committed} committed${r.saved !== undefined ? `, ${r.saved} saved` : ''}), findings ${x.findings.length}${x.execMs !== undefined ? ` [target ${x.execMs} ms, coverage ${x.coverageMs} ms]` : ''}`;
+  return `${x.target.padEnd(24)} execs ${String(x.execs).padStart(7)} (${x.replayed} replayed) in ${(x.ms / 1000).toFixed(1)} s, blocks ${x.blocks}/${x.knownBlocks ?? '?'}, features ${x.features}, corpus ${x.corpus} (+${x.added} new; ${r.committed} committed${r.saved !== undefined ? `, ${r.saved} saved` : ''}), findings ${x.findings.length}${x.execMs !== undefined ? ` [target ${x.execMs} ms, coverage ${x.coverageMs} ms, batches ${JSON.stringify(x.batches)}]` : ''}`;
 }

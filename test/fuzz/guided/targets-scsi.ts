@@ -14,7 +14,7 @@ import fc from 'fast-check';
 import { ScsiStatus } from '../../../scsi/types';
 import { COMMAND_TABLE } from '../../../scsi/command-table';
 import { b2b, bo, e4, lid1, lid4, verify } from '../../scsi/copy/helpers';
-import { identity } from '../../scsi/helpers';
+import { MemoryStore, identity } from '../../scsi/helpers';
 import { parseRrti, ptParams, wutParams, zeroToken } from '../../odx/odx';
 import { BS, LU_BLOCKS, corpus, fuzzTask, hex, makeFuzzDevice, runChecked, type FuzzDevice } from '../fuzz-support';
 import { Bytes, u16, u32, u8, type FuzzTarget } from './target';
@@ -42,8 +42,25 @@ async function finish(fd: FuzzDevice): Promise<string | null> {
   }
 }
 
+/**
+ * Stores of finished runs, zeroed again when written: allocating and
+ * faulting in 2 MiB per input was most of a run's cost.
+ */
+const pool: MemoryStore[][] = [];
+function stores(): MemoryStore[] {
+  const s = pool.pop() ?? [new MemoryStore(LU_BLOCKS * BS), new MemoryStore(LU_BLOCKS * BS)];
+  for (const m of s) {
+    if (m.writes || m.punched.length) m.data.fill(0);
+    m.writes = m.flushes = m.fuaWrites = 0;
+    m.punched = [];
+    m.failNext = undefined;
+  }
+  return s;
+}
+
 async function withDevice(fn: (fd: FuzzDevice) => Promise<string | null>): Promise<string | null> {
-  const fd = await makeFuzzDevice();
+  const s = stores();
+  const fd = await makeFuzzDevice({ stores: s });
   let bad: string | null;
   try {
     bad = await fn(fd);
@@ -51,6 +68,8 @@ async function withDevice(fn: (fd: FuzzDevice) => Promise<string | null>): Promi
     bad = `harness threw: ${(err as Error)?.stack ?? err}`;
   }
   const after = await finish(fd);
+  // A store a copy may still write to (a run that did not settle) is not reused.
+  if (!after) pool.push(s);
   return bad ?? after;
 }
 
