@@ -387,7 +387,7 @@ export class Connection implements DataSolicitor {
       counted = false;
     };
     try {
-      if (task.signal.aborted) return;
+      if (task.aborted) return;
       if (task.refuseWrite) {
         // EDTL beyond what we reserve memory for: refuse before taking the data.
         release();
@@ -395,7 +395,7 @@ export class Connection implements DataSolicitor {
         return;
       }
       const result = await session.target!.device.execute(task);
-      if (result.aborted || task.signal.aborted || this.state === 'closed') return;
+      if (result.aborted || task.aborted || this.state === 'closed') return;
       if (result.dataIn && result.dataIn.length > 0 && task.expectedDataTransferLength > 0) {
         const produced = result.dataInLength ?? result.dataIn.reduce((n, b) => n + b.length, 0);
         release();
@@ -516,7 +516,7 @@ export class Connection implements DataSolicitor {
 
   /** DataSolicitor: keep up to MaxOutstandingR2T R2Ts in flight until `wanted` bytes are requested. */
   solicit(task: IscsiTask): void {
-    if (this.state !== 'ffp' || task.signal.aborted) return;
+    if (this.state !== 'ffp' || task.aborted) return;
     const params = this.params!;
     if (!task.unsolicitedDone) return; // R2Ts follow the unsolicited burst (RFC 7143 §4.2.3.4 ordering kept simple)
     while (task.nextR2tOffset < task.wanted && task.r2ts.size < params.maxOutstandingR2T) {
@@ -552,7 +552,7 @@ export class Connection implements DataSolicitor {
     const offset = bhs.readUInt32BE(DataOutField.BUFFER_OFFSET);
     const dataSN = bhs.readUInt32BE(DataOutField.DATASN);
     const final = (flagsOf(bhs) & FLAG_F) !== 0;
-    if (!task || task.signal.aborted) {
+    if (!task || task.aborted) {
       // The task finished early (error status) or was aborted: its data is dropped (RFC 7143 §11.7).
       if (ttt !== NO_TAG && !task && !this.retiredTtts.has(ttt)) {
         this.reject(bhs, RejectReason.INVALID_PDU_FIELD);

@@ -4,6 +4,7 @@
  * Data-Out, R2T sequences) that fulfils task.dataOut() (RFC 7143 §4.2.3.4,
  * §11.7, §11.8). The core never sees an R2T.
  */
+import { Latch } from '../scsi/latch';
 import type { ItNexus, ScsiTask } from '../scsi/types';
 
 export class TransportError extends Error {
@@ -30,8 +31,12 @@ export interface DataSolicitor {
 }
 
 export class IscsiTask implements ScsiTask {
-  readonly controller = new AbortController();
-  readonly signal: AbortSignal;
+  /**
+   * Made on first use of `signal` (copies and long commands ask for it; a 4 KiB
+   * READ or WRITE never does): `aborted` and abort() work without it.
+   */
+  private controller: AbortController | null = null;
+  private abortReason: Error | null = null;
   /**
    * Write data. When the command arrives it holds only the first burst
    * (immediate + unsolicited data, at most FirstBurstLength); it grows to the
@@ -60,9 +65,7 @@ export class IscsiTask implements ScsiTask {
   delivered = false;
   finished = false;
   private waiter: { resolve: (b: Buffer) => void; reject: (e: Error) => void } | null = null;
-  /** Resolves when the task has settled (response sent, or aborted and cleaned up). */
-  readonly settled: Promise<void>;
-  private settle!: () => void;
+  private readonly settledLatch = new Latch();
 
   constructor(
     readonly itt: number,
@@ -78,21 +81,40 @@ export class IscsiTask implements ScsiTask {
     readonly cmdSN: number,
     readonly immediate: boolean,
     private readonly solicitor: DataSolicitor,
-  ) {
-    this.signal = this.controller.signal;
-    this.settled = new Promise<void>((r) => (this.settle = r));
+  ) {}
+
+  /** True once the task was aborted (same as signal.aborted, without making the signal). */
+  get aborted(): boolean {
+    return this.abortReason !== null;
+  }
+
+  /** Fires when the task is aborted; made on first use (an already aborted task gets an aborted signal). */
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.abortReason) this.controller.abort(this.abortReason);
+    }
+    return this.controller.signal;
+  }
+
+  /** Resolves when the task has settled (response sent, or aborted and cleaned up). */
+  get settled(): Promise<void> {
+    return this.settledLatch.wait();
   }
 
   /** Mark settled (idempotent). */
   finish(): void {
     if (this.finished) return;
     this.finished = true;
-    this.settle();
+    this.settledLatch.open();
   }
 
   /** Abort the task (transport loss, TMF, or the core's reset/clear through ScsiTask.abort). */
   abort(reason: Error = new TransportError('ABORTED', 'aborted')): void {
-    if (!this.controller.signal.aborted) this.controller.abort(reason);
+    if (!this.abortReason) {
+      this.abortReason = reason;
+      this.controller?.abort(reason);
+    }
     if (this.waiter) {
       const w = this.waiter;
       this.waiter = null;
@@ -102,7 +124,7 @@ export class IscsiTask implements ScsiTask {
 
   /** ScsiTask.dataOut: collect `length` bytes of write data from offset 0. */
   dataOut(length: number): Promise<Buffer> {
-    if (this.signal.aborted) return Promise.reject(this.signal.reason ?? new TransportError('ABORTED', 'aborted'));
+    if (this.abortReason) return Promise.reject(this.abortReason);
     const want = Math.max(0, Math.min(length, this.expectedDataTransferLength));
     if (want === 0 || !this.isWrite || this.refuseWrite) return Promise.resolve(Buffer.alloc(0));
     // Grow to what the core asks for, not to EDTL: an EDTL far beyond the CDB's transfer would

@@ -37,6 +37,7 @@ import {
 import { COMMAND_TABLE, CommandFlag, validateCdb, type CommandTable } from './command-table';
 import type { CommandContext, DeviceServices } from './command-context';
 import { LogicalUnit, type LogicalUnitOptions } from './logical-unit';
+import { Latch } from './latch';
 import { SenseError, encodeDescriptorSense, encodeSenseError, senseInput, type UnitAttentionReason } from './sense';
 import { ReservationConflict } from './reservations';
 import { VersionDescriptor } from './commands/inquiry';
@@ -92,10 +93,18 @@ interface TaskRecord {
   readonly lun: number;
   /** Abort this task (its signal fires). */
   readonly abort: () => void;
-  readonly settled: Promise<void>;
+  readonly settled: Latch;
 }
 
 export type ExecuteResult = ScsiResult & { aborted?: boolean };
+
+/** What a running command is aborted through: the transport's task, or a controller linked to its signal. */
+type Abortable = { readonly signal: AbortSignal; readonly aborted?: boolean };
+
+/** Aborted? Through `aborted` when offered (no signal made), else the signal. */
+function isAborted(a: Abortable): boolean {
+  return a.aborted ?? a.signal.aborted;
+}
 
 const ABORTED: ExecuteResult = Object.freeze({ status: ScsiStatus.TASK_ABORTED, aborted: true }) as ExecuteResult;
 
@@ -265,42 +274,47 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
   }
 
   async execute(task: ScsiTask): Promise<ExecuteResult> {
-    if (task.signal.aborted) return ABORTED;
-    // A transport that can abort its task lends us its signal; otherwise link a controller of ours.
-    let signal: AbortSignal;
+    // A transport that can abort its task lends us the task itself: its abort()
+    // rejects a pending dataOut, and its signal is only read by the commands
+    // that watch it (a transport may make it lazily, see ScsiTask.aborted).
+    // Otherwise link a controller of ours to the task's signal.
+    let abortable: Abortable;
     let abort: () => void;
     let unlink: (() => void) | undefined;
     if (typeof task.abort === 'function') {
-      signal = task.signal;
+      abortable = task;
       abort = () => task.abort!(new TaskAbortedError());
     } else {
       const controller = new AbortController();
       const onAbort = (): void => controller.abort();
       task.signal.addEventListener('abort', onAbort, { once: true });
       unlink = () => task.signal.removeEventListener('abort', onAbort);
-      signal = controller.signal;
+      abortable = controller;
       abort = () => controller.abort();
     }
-    let settle!: () => void;
+    if (isAborted(task)) {
+      unlink?.();
+      return ABORTED;
+    }
     const record: TaskRecord = {
       nexusKey: task.nexus.key,
       lun: this.luFor(task.nexus, task.lun)?.lun ?? task.lun, // the LU's own LUN: aborts span nexuses
       abort,
-      settled: new Promise<void>((resolve) => (settle = resolve)),
+      settled: new Latch(),
     };
     this.tasks.add(record);
     try {
-      const result = await this.run(task, signal);
-      return signal.aborted ? ABORTED : result;
+      const result = await this.run(task, abortable);
+      return isAborted(abortable) ? ABORTED : result;
     } finally {
       unlink?.();
       this.tasks.delete(record);
-      settle();
+      record.settled.open();
     }
   }
 
   /** The pipeline and the one catch that builds CHECK CONDITION. */
-  private async run(task: ScsiTask, signal: AbortSignal): Promise<ScsiResult> {
+  private async run(task: ScsiTask, abortable: Abortable): Promise<ScsiResult> {
     let ctx: CommandContext | undefined;
     try {
       if (this.closed) return { status: ScsiStatus.BUSY };
@@ -332,8 +346,13 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
       }
       if (lu && entry.flags & CommandFlag.WRITES_MEDIUM) lu.checkWritable(); // SBC-4 4.11: 7/27/00
       const cdb = task.cdb.subarray(0, entry.cdbLength); // the transport handed these bytes over (ScsiTask.cdb)
-      const dataOut = (length: number): Promise<Buffer> => this.dataOut(task, signal, length);
-      ctx = { task, cdb, entry, lun, lu, device: this, signal, logger: this.logger, dataOut };
+      const dataOut = (length: number): Promise<Buffer> => this.dataOut(task, abortable, length);
+      ctx = {
+        task, cdb, entry, lun, lu, device: this, logger: this.logger, dataOut,
+        get signal() {
+          return abortable.signal;
+        },
+      };
       const r = (await entry.handler(ctx)) ?? {};
       const dataIn = r.dataIn;
       const result: ScsiResult = { status: r.status ?? ScsiStatus.GOOD };
@@ -346,7 +365,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
       if (ctx.dataOutLength !== undefined) result.dataOutLength = ctx.dataOutLength;
       return result;
     } catch (err) {
-      if (signal.aborted) return ABORTED;
+      if (isAborted(abortable)) return ABORTED;
       if (err instanceof ReservationConflict) {
         const conflict: ScsiResult = { status: ScsiStatus.RESERVATION_CONFLICT };
         if (ctx?.dataOutLength !== undefined) conflict.dataOutLength = ctx.dataOutLength;
@@ -395,11 +414,14 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
   }
 
   /** Data-Out that an abort releases even if the transport never delivers (brief: race against the abort). */
-  private dataOut(task: ScsiTask, signal: AbortSignal, length: number): Promise<Buffer> {
-    if (signal.aborted) return Promise.reject(new TaskAbortedError());
+  private dataOut(task: ScsiTask, abortable: Abortable, length: number): Promise<Buffer> {
+    if (isAborted(abortable)) return Promise.reject(new TaskAbortedError());
     if (length > task.expectedDataTransferLength) {
       return Promise.reject(new Error(`dataOut(${length}) beyond EDTL ${task.expectedDataTransferLength}`));
     }
+    // The task's own abort() rejects its pending dataOut: nothing to race.
+    if (abortable === task) return task.dataOut(length);
+    const signal = abortable.signal;
     return new Promise<Buffer>((resolve, reject) => {
       const onAbort = (): void => reject(new TaskAbortedError());
       signal.addEventListener('abort', onAbort, { once: true });
@@ -424,7 +446,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
   private async abortTasks(match: (t: TaskRecord) => boolean): Promise<Set<string>> {
     const hit = [...this.tasks].filter(match);
     for (const t of hit) t.abort();
-    await Promise.all(hit.map((t) => t.settled));
+    await Promise.all(hit.map((t) => t.settled.wait()));
     return new Set(hit.map((t) => t.nexusKey));
   }
 
@@ -481,7 +503,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
 
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all([...this.tasks].map((t) => t.settled));
+    await Promise.all([...this.tasks].map((t) => t.settled.wait()));
     await this.copyManager.close();
     // Tokens of these LUs cannot be used any more (reference 2.12: LU removed).
     for (const lu of this.luMap.values()) this.rodTokens.cancelFor(lu);

@@ -60,6 +60,12 @@ export interface ScsiTask {
   /** Set by the transport when the task is aborted (TMF, LU reset, connection loss). */
   readonly signal: AbortSignal;
   /**
+   * Optional, with abort(): signal.aborted without touching `signal`, for a
+   * transport that makes its signal only when asked (the core then reads the
+   * signal only for commands that watch it: copies, WRITE SAME...).
+   */
+  readonly aborted?: boolean;
+  /**
    * Abort the task through its own signal. Optional: when the transport
    * offers it, the core aborts tasks (LU reset, CLEAR TASK SET from another
    * nexus) through it instead of linking a second AbortController per command.
