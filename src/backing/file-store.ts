@@ -11,6 +11,7 @@ import { promises as fsp, constants as fsc } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import type { BackingStore, CopyRangeResult, WriteOptions } from '../../scsi/backing-store';
 import { copyFileRange, type CopyFile, type FileCopyRangeOptions } from './copy-range';
+import { writeLane, type WriteLane } from './write-lane';
 import {
   EAGAIN, ENXIO, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, SEEK_DATA, SEEK_HOLE, errnoError, loadLibC, type LibC,
 } from './libc';
@@ -73,6 +74,12 @@ export class FileStore implements BackingStore {
   /** Try RWF_NOWAIT page-cache reads first (off after the kernel says it cannot). */
   private nowaitReads: boolean;
 
+  /** Small writes go through the shared write lane (./write-lane.ts); null: always the thread pool. */
+  private readonly lane: WriteLane | null;
+  /** Lane writes not yet settled; close() waits for them (the worker writes to our fd number). */
+  private laneWrites = 0;
+  private laneDrained: (() => void) | null = null;
+
   private constructor(
     private readonly fh: FileHandle,
     readonly path: string,
@@ -91,6 +98,7 @@ export class FileStore implements BackingStore {
     this.nowaitReads = libc !== null;
     this.thinProvisioned = o.regular;
     this.canClone = o.canClone;
+    this.lane = o.readOnly || process.env.XCOPYD_WRITE_LANE === '0' ? null : writeLane();
     const handle = this.fh;
     this.file = {
       fd: fh.fd, path, dev: o.dev, ino: o.ino, blksize: o.blksize, regular: o.regular,
@@ -201,6 +209,18 @@ export class FileStore implements BackingStore {
   async write(offset: number, data: Buffer, options: WriteOptions = {}): Promise<void> {
     if (this.readOnly) throw Object.assign(new Error(`${this.path} is read-only`), { code: 'EROFS' });
     let done = 0;
+    const viaLane = this.closed ? null : this.lane?.submit(this.fh.fd, offset, data);
+    if (viaLane) {
+      this.laneWrites++;
+      let res: number;
+      try {
+        res = await viaLane;
+      } finally {
+        if (--this.laneWrites === 0) this.laneDrained?.();
+      }
+      if (res < 0) throw errnoError('pwrite', -res, this.path);
+      if (res === data.length) done = data.length; // else LANE_LOST: the loop below writes it again
+    }
     while (done < data.length) {
       const { bytesWritten } = await this.fh.write(data, done, data.length - done, offset + done);
       done += bytesWritten;
@@ -258,6 +278,7 @@ export class FileStore implements BackingStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.laneWrites > 0) await new Promise<void>((resolve) => (this.laneDrained = resolve));
     try {
       await this.flush();
     } finally {
