@@ -327,7 +327,6 @@ export class CopyManager {
       }
       op.segmentsProcessed++;
     }
-    log.debug({ bytes: op.bytesTransferred, segments: op.segmentsProcessed }, 'copy done');
   }
 
   private async moveSegment(op: CopyOperation, p: PreparedSegment, nexus: ItNexus): Promise<void> {
@@ -378,7 +377,8 @@ export class CopyManager {
     if (err === undefined) {
       op.state = 'completed';
       op.completionStatus = ScsiStatus.GOOD;
-      if (op.background) log.info({ bytes: op.bytesTransferred }, 'background copy completed');
+      // One line per copy with its outcome (issue 6); ESXi's and Windows' copies are mostly foreground.
+      log.info({ bytes: op.bytesTransferred, segments: op.segmentsProcessed }, op.background ? 'background copy completed' : 'copy completed');
     } else if (op.controller.signal.aborted) {
       op.state = 'aborted';
       op.completionStatus = ScsiStatus.TASK_ABORTED;

@@ -315,10 +315,8 @@ describe('logs at info', () => {
     }
   });
 
-  // Known gap: CopyManager.finish logs a foreground copy that completes at debug only ('copy done'),
-  // so the commonest copy (ESXi's and Windows' are foreground) leaves no line at info. This passes
-  // while the gap exists; when copy-manager.ts logs it, jest reports it and `.failing` goes.
-  it.failing('a foreground copy that completes leaves a line with its outcome', async () => {
+  // The commonest copy (ESXi's and Windows' are foreground) leaves its line too.
+  it('a foreground copy that completes leaves a line with its outcome', async () => {
     const { d, lines } = await loggedDaemon();
     try {
       const c = await login(d.port);
@@ -328,6 +326,7 @@ describe('logs at info', () => {
       const before = lines.length;
       expectGood(await c.command(0, xcopyCdb(0, p.length), { dataOut: p }), 'EXTENDED COPY');
       expect(lines.slice(before).filter((l) => l.copy === 9 && l.level === 30)).toHaveLength(1);
+      expect(lines.slice(before).find((l) => l.copy === 9)).toMatchObject({ msg: 'copy completed', bytes: 64 * BS });
       c.close();
     } finally {
       await d.stop();
