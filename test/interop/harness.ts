@@ -407,6 +407,10 @@ async function startXcopyd(opts: TargetOptions): Promise<Target> {
     try {
       child = spawn(process.execPath, args, {
         cwd: REPO_ROOT,
+        // A session of its own, as tgt/start-tgt.sh gives tgtd (setsid): with the kernel's
+        // autogroup scheduling each session shares the CPUs as one group, so the benchmark
+        // compares the two targets on the same footing as each other and as their client.
+        detached: true,
         stdio: ['ignore', fd, fd],
         env: { ...process.env, NODE_ENV: process.env.NODE_ENV ?? 'test' },
       });
