@@ -695,7 +695,10 @@ export class Connection implements DataSolicitor {
         const ref = bhs.readUInt32BE(TmfField.REF_TASK_TAG);
         const t = this.tasks.get(ref);
         if (!t || t.finished) {
-          response = TmfResponse.TASK_DOES_NOT_EXIST;
+          // §11.5.1 b/c: a command still on its way (RefCmdSN in the window) counts as received
+          // and aborted; one already done, or never sent, does not exist.
+          const consumed = !t && session.consumeMissing(bhs.readUInt32BE(TmfField.REF_CMDSN), cmdSnOf(bhs));
+          response = consumed ? TmfResponse.COMPLETE : TmfResponse.TASK_DOES_NOT_EXIST;
         } else {
           await abortOwn((x) => x === t);
         }

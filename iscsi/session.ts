@@ -81,6 +81,23 @@ export class Session {
     return 'discard';
   }
 
+  /**
+   * ABORT TASK for a command that never arrived (RFC 7143 §11.5.1 b): when
+   * `refCmdSN` lies in the window and before the TMF's own CmdSN, the target
+   * counts that CmdSN as received, so the commands after it stop waiting for
+   * it; if it still arrives it is a duplicate and is discarded. Returns false
+   * when `refCmdSN` is outside the window (the answer is then "task does not
+   * exist", §11.5.1 c).
+   */
+  consumeMissing(refCmdSN: number, tmfCmdSN: number): boolean {
+    refCmdSN >>>= 0;
+    if (!snLessOrEqual(this.expCmdSN, refCmdSN) || !snLessOrEqual(refCmdSN, this.maxCmdSNValue)) return false;
+    if (!snLessThan(refCmdSN, tmfCmdSN >>> 0)) return false;
+    if (!this.held.has(refCmdSN)) this.held.set(refCmdSN, () => undefined);
+    this.drain();
+    return true;
+  }
+
   /** Deliver held commands that have become next in order. */
   drain(): void {
     for (;;) {

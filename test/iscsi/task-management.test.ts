@@ -132,6 +132,24 @@ describe('ABORT TASK', () => {
     expect(await a.tmf(TmfFunction.ABORT_TASK, 0, 0x7777, 0)).toBe(TMF_TASK_DOES_NOT_EXIST);
     await expectGood(a, 0);
   });
+
+  it('counts a command that never arrived as received when ABORT TASK names its CmdSN inside the window (RFC 7143 11.5.1 b)', async () => {
+    const a = await session();
+    await expectGood(a, 0);
+    // The command with CmdSN `lost` is "lost on the way": the initiator moved on to lost+1.
+    const lost = a.cmdSN;
+    a.cmdSN = (a.cmdSN + 1) >>> 0;
+    // Its tag names nothing here, but its CmdSN is in the window and before the TMF's own CmdSN.
+    expect(await a.tmf(TmfFunction.ABORT_TASK, 0, 0x5151, lost)).toBe(TMF_COMPLETE);
+    // lost+1 is delivered at once: nothing waits for the hole any more.
+    const data = crypto.randomBytes(8 * 512);
+    expect((await a.command(0, cdb.write10(200, 8), { dataOut: data })).status).toBe(0);
+    expect((await readBack(a, 0, 200, 8)).equals(data)).toBe(true);
+    // A CmdSN outside the window (long done) still names no task, and one not before the TMF's own either.
+    expect(await a.tmf(TmfFunction.ABORT_TASK, 0, 0x5152, (lost - 1) >>> 0)).toBe(TMF_TASK_DOES_NOT_EXIST);
+    expect(await a.tmf(TmfFunction.ABORT_TASK, 0, 0x5153, a.cmdSN)).toBe(TMF_TASK_DOES_NOT_EXIST);
+    await expectGood(a, 0);
+  });
 });
 
 describe('ABORT TASK SET', () => {
