@@ -21,19 +21,13 @@ import inspector from 'node:inspector';
 import path from 'node:path';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
-const DIRS = ['iscsi', 'scsi', 'src'].map((d) => path.join(ROOT, d) + path.sep);
+/** The code whose coverage counts: the project's, not the tests' nor node_modules'. */
+export const PROJECT_DIRS = ['iscsi', 'scsi', 'src'];
 
 /** Project-relative path of a script URL or path; the worker's transpiled copy maps back onto the project. */
 export function projectPath(url: string): string {
   const p = url.startsWith('file://') ? decodeURIComponent(new URL(url).pathname) : url;
-  const m = /\/(iscsi|scsi|src)\/.*$/.exec(p);
-  return (m ? m[0].slice(1) : path.relative(ROOT, p)).replace(/\.(ts|js)$/, '');
-}
-
-/** True for a script URL or path of the project's non-test code. */
-function isProjectScript(url: string): boolean {
-  const p = url.startsWith('file://') ? decodeURIComponent(new URL(url).pathname) : url;
-  return DIRS.some((d) => p.startsWith(d)) && !p.includes(`${path.sep}node_modules${path.sep}`);
+  return path.relative(ROOT, p).replace(/\.(ts|js)$/, '');
 }
 
 interface Range {
@@ -105,6 +99,17 @@ export class BlockCoverage {
   /** What ran since start, accumulated over all takes (for reports). */
   readonly total: CoverageMap = new CoverageMap();
   private started = false;
+  private readonly dirs: string[];
+
+  /** `dirs`: project-relative directories whose scripts count (default PROJECT_DIRS). */
+  constructor(dirs: readonly string[] = PROJECT_DIRS) {
+    this.dirs = dirs.map((d) => path.join(ROOT, d) + path.sep);
+  }
+
+  private counts(url: string): boolean {
+    const p = url.startsWith('file://') ? decodeURIComponent(new URL(url).pathname) : url;
+    return this.dirs.some((d) => p.startsWith(d)) && !p.includes(`${path.sep}node_modules${path.sep}`);
+  }
 
   start(): void {
     if (this.started) return;
@@ -127,7 +132,7 @@ export class BlockCoverage {
     const r = this.post('Profiler.takePreciseCoverage') as { result: ScriptCoverage[] };
     const out: Segment[] = [];
     for (const s of r.result) {
-      if (!isProjectScript(s.url)) continue;
+      if (!this.counts(s.url)) continue;
       let id = this.ids.get(s.url);
       if (id === undefined) {
         id = this.ids.size;
@@ -136,32 +141,33 @@ export class BlockCoverage {
         this.total.scripts[id] = new ScriptState(projectPath(s.url));
       }
       const st = this.total.scripts[id];
-      for (const f of s.functions) {
-        const ranges = f.ranges;
-        if (ranges.length === 0 || (ranges.length === 1 && ranges[0].count === 0)) continue;
-        // Elementary segments between all boundaries; the count of each is its innermost range's
-        // (V8 lists a parent before its children, so the last range holding a segment is innermost).
-        const points = new Set<number>();
-        for (const x of ranges) {
-          points.add(x.startOffset);
-          points.add(x.endOffset);
-          st.boundaries.add(x.startOffset);
-          st.boundaries.add(x.endOffset);
+      // All ranges of the script at once: a function nested in another that ran, but that did not
+      // run itself, is a range of count 0 inside its parent's (separate function entries).
+      const ranges: Range[] = [];
+      for (const f of s.functions) for (const x of f.ranges) ranges.push(x);
+      // Parents before children; the count of a position is its innermost range's.
+      ranges.sort((x, y) => x.startOffset - y.startOffset || y.endOffset - x.endOffset);
+      const stack: Range[] = [];
+      let pos = 0;
+      const emit = (from: number, to: number, count: number): void => {
+        if (to > from && count > 0) out.push({ script: id!, start: from, end: to, bit: bucketBit(count) });
+      };
+      for (const r of ranges) {
+        st.boundaries.add(r.startOffset);
+        st.boundaries.add(r.endOffset);
+        while (stack.length && stack[stack.length - 1].endOffset <= r.startOffset) {
+          const top = stack.pop()!;
+          emit(pos, top.endOffset, top.count);
+          pos = top.endOffset;
         }
-        const sorted = [...points].sort((a, b) => a - b);
-        for (let i = 0; i + 1 < sorted.length; i++) {
-          const a = sorted[i];
-          const b = sorted[i + 1];
-          let count = 0;
-          let inside = false;
-          for (const x of ranges) {
-            if (x.startOffset <= a && b <= x.endOffset) {
-              count = x.count;
-              inside = true;
-            }
-          }
-          if (inside && count > 0) out.push({ script: id, start: a, end: b, bit: bucketBit(count) });
-        }
+        if (stack.length) emit(pos, r.startOffset, stack[stack.length - 1].count);
+        pos = r.startOffset;
+        stack.push(r);
+      }
+      while (stack.length) {
+        const top = stack.pop()!;
+        emit(pos, top.endOffset, top.count);
+        pos = top.endOffset;
       }
     }
     this.total.gain(out, true);

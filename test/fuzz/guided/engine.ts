@@ -227,7 +227,7 @@ function keyOf(b: Buffer): string {
  * not thrown; a target keeps running after one (up to 20 kept).
  */
 export async function fuzz(target: FuzzTarget, seeds: Buffer[], o: EngineOptions): Promise<EngineReport> {
-  const cov = new BlockCoverage();
+  const cov = new BlockCoverage(target.coverage);
   const rng = new Rng(o.seed);
   const mut = new Mutator(rng, target.maxLen, target.dict ?? []);
   const corpus: Entry[] = [];
@@ -315,7 +315,7 @@ export async function fuzz(target: FuzzTarget, seeds: Buffer[], o: EngineOptions
       const inputs: Buffer[] = [];
       const n = round % 10 === 0 ? 1 : batch;
       for (let i = 0; i < n; i++) {
-        const g = target.generate && rng.chance(0.05) ? fc.sample(target.generate, { seed: fcSeed++, numRuns: 1 })[0] : undefined;
+        const g = target.generate && rng.chance(target.generateRate ?? 0.05) ? fc.sample(target.generate, { seed: fcSeed++, numRuns: 1 })[0] : undefined;
         if (g) {
           inputs.push(g.length > target.maxLen ? g.subarray(0, target.maxLen) : g);
         } else {
@@ -376,7 +376,7 @@ export async function fuzz(target: FuzzTarget, seeds: Buffer[], o: EngineOptions
  * so the inputs that loop more often over a descriptor list stay too.
  */
 export async function minimize(target: FuzzTarget, inputs: Buffer[], baseline: Buffer[] = []): Promise<{ kept: Buffer[]; features: number }> {
-  const cov = new BlockCoverage();
+  const cov = new BlockCoverage(target.coverage);
   cov.start();
   try {
     cov.take();

@@ -16,6 +16,19 @@ const MS = Number(process.env.XCOPYD_GUIDED_MS ?? 6000);
 describe('coverage-guided fuzz (bounded)', () => {
   beforeAll(() => console.log(`guided fuzz seed ${FUZZ_SEED} (XCOPYD_FUZZ_SEED), ${MS} ms per target (XCOPYD_GUIDED_MS)`));
 
+  it('the fuzzer is guided: it finds a 4-byte magic prefix (2^-32 for random inputs) within 30000 inputs', async () => {
+    const r = await runGuided({ target: 'selftest-magic', ms: 20_000, maxExecs: 30_000, seed: FUZZ_SEED });
+    console.log(summary(r));
+    expect(r.report.findings.map((f) => Buffer.from(f.input, 'hex').subarray(0, 4).toString())).toEqual(['FUZZ']);
+  }, 60_000);
+
+  it('a hang (a synchronous endless loop) is reported with its input and the worker ended', async () => {
+    const r = await runGuided({ target: 'selftest-hang', ms: 10_000, maxExecs: 100_000, seed: FUZZ_SEED, hangMs: 1500 });
+    expect(r.report.findings).toHaveLength(1);
+    expect(r.report.findings[0].message).toMatch(/^hang/);
+    expect(Buffer.from(r.report.findings[0].input, 'hex')[0]).toBe(0x48);
+  }, 60_000);
+
   for (const target of TARGET_NAMES) {
     it(
       `${target}: the committed corpus and ${MS} ms of guided inputs end in allowed outcomes only`,

@@ -11,6 +11,8 @@ import type fc from 'fast-check';
 
 export interface FuzzTarget {
   name: string;
+  /** Project-relative directories whose coverage guides (default iscsi/, scsi/, src/). */
+  coverage?: string[];
   /** Inputs longer than this are cut. */
   maxLen: number;
   /** Tokens the mutator inserts (key names, opcodes, designators). */
@@ -19,6 +21,8 @@ export interface FuzzTarget {
   seeds(): Buffer[] | Promise<Buffer[]>;
   /** Structured inputs from fast-check, mixed in now and then. */
   generate?: fc.Arbitrary<Buffer>;
+  /** Share of inputs taken from `generate` instead of mutation (default 0.05). */
+  generateRate?: number;
   run(input: Buffer): Promise<string | null> | string | null;
 }
 

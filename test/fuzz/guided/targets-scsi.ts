@@ -103,6 +103,8 @@ export const cdbTarget: FuzzTarget = {
   maxLen: 8 * 1024,
   dict: [...new Set(ENTRIES.map((e) => e.opcode))].map((op) => Buffer.from([op])),
   generate: fc.array(cdbCmdArb, { minLength: 1, maxLength: 3 }).map((cmds) => Buffer.concat([u8(cmds.length - 1), ...cmds])),
+  // The table's usage masks are hard to hit byte by byte; the generator knows them (measured: more coverage per second).
+  generateRate: 0.3,
   seeds() {
     const out: Buffer[] = [];
     // Every entry of the table once: opcode, service action, an allocation/transfer length of 1 where the usage mask allows.

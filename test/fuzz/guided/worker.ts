@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { fuzz, minimize } from './engine';
-import { TARGETS } from './targets';
+import { SELFTEST_TARGETS, TARGETS } from './targets';
 
 export interface WorkerJob {
   target: string;
@@ -24,7 +24,7 @@ export const SAB_INPUT_MAX = 64 * 1024;
 
 async function main(): Promise<void> {
   const job = workerData as WorkerJob;
-  const target = TARGETS.find((t) => t.name === job.target);
+  const target = [...TARGETS, ...SELFTEST_TARGETS].find((t) => t.name === job.target);
   if (!target) throw new Error(`no target ${job.target}`);
   const head = new Int32Array(job.sab, 0, 2);
   const body = new Uint8Array(job.sab, 8, SAB_INPUT_MAX);
