@@ -9,9 +9,11 @@
  * unexpected exception) and never MEDIUM ERROR (the in-memory store cannot
  * fail), no error logged, never a throw, never a hang.
  *
- * fast-check is used rather than a coverage-guided fuzzer (@jazzer.js/core):
- * fast-check is the approved dependency; its shrinking gives a minimal
- * failing input, which goes into the corpus once the bug is fixed.
+ * These suites use fast-check (structured generation, shrinking to a minimal
+ * failing input, which goes into the corpus once the bug is fixed); the
+ * coverage-guided fuzzer in guided/ runs the same oracle (runChecked) over
+ * inputs kept for the code they reach (README.md here; @jazzer.js/core does
+ * not load on Debian 12).
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
