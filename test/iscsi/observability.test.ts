@@ -13,47 +13,18 @@
  *    leave none; a foreground copy that completes leaves none (a known gap in
  *    scsi/copy/copy-manager.ts, kept as a `.failing` test).
  */
-import fs from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
-import path from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
-import { Daemon, createLogger } from '../../src/daemon';
-import { validateConfig, type Config } from '../../src/config';
+import { createLogger } from '../../src/daemon';
 import { TestInitiator, cdb, clearUnitAttentions, openSession } from '../support/initiator';
+import { startConfiguredDaemon as start, type ConfiguredDaemon } from '../support/daemon';
 import { b2b, e4, lid1, lid4, xcopyCdb } from '../scsi/copy/helpers';
 import { SENSE, expectGood, expectSense, pattern, tokenFor, writeBlocks, writeUsingToken } from '../odx/odx';
 
 const T = 'iqn.2026-11.org.xcopyd:obs';
 const ALICE = 'iqn.2026-11.org.example:alice';
 const BS = 512;
-
-interface Running {
-  daemon: Daemon;
-  dir: string;
-  port: number;
-  config(over: Record<string, unknown>): Readonly<Config>;
-  stop(): Promise<void>;
-}
-
-async function start(targets: unknown[], extra: Record<string, unknown>, log: pino.Logger): Promise<Running> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xcopyd-obs-'));
-  const base = { listen: ['127.0.0.1:0'], dataDir: dir, logLevel: 'info', limits: { authFailureDelayMs: 10 }, ...extra };
-  const config = (over: Record<string, unknown>) => validateConfig({ ...base, ...over });
-  const daemon = new Daemon(config({ targets }), log);
-  await daemon.start();
-  return {
-    daemon,
-    dir,
-    port: daemon.ports[0],
-    config,
-    async stop() {
-      await daemon.stop();
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
 
 async function login(port: number): Promise<TestInitiator> {
   const c = await openSession(port, { initiatorName: ALICE, targetName: T });
@@ -247,7 +218,7 @@ describe('Prometheus scrape and the offloaded-bytes counter', () => {
 });
 
 /** An info-level daemon whose JSON lines are kept, parsed. */
-async function loggedDaemon(): Promise<{ d: Running; lines: Array<Record<string, unknown>> }> {
+async function loggedDaemon(): Promise<{ d: ConfiguredDaemon; lines: Array<Record<string, unknown>> }> {
   const lines: Array<Record<string, unknown>> = [];
   let partial = '';
   const sink = new Writable({

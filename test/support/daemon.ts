@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { Daemon } from '../../src/daemon';
-import { validateConfig } from '../../src/config';
+import { validateConfig, type Config } from '../../src/config';
 
 export interface TestDaemon {
   daemon: Daemon;
@@ -43,6 +43,42 @@ export async function startTestDaemon(overrides: Record<string, unknown> = {}, l
     async stop() {
       await daemon.stop();
       fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A daemon started from a list of targets, with the config builder for reloads. */
+export interface ConfiguredDaemon {
+  daemon: Daemon;
+  dir: string;
+  port: number;
+  /** The daemon's base configuration with `over` laid on top (for reload()). */
+  config(over: Record<string, unknown>): Readonly<Config>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Start an in-process daemon with `targets` (and top-level `extra` keys) on a
+ * free loopback port and a temp data directory, which stop() removes.
+ */
+export async function startConfiguredDaemon(
+  targets: unknown[],
+  extra: Record<string, unknown> = {},
+  log: pino.Logger = pino({ level: 'silent' }),
+): Promise<ConfiguredDaemon> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xcopyd-cfg-'));
+  const base = { listen: ['127.0.0.1:0'], dataDir: dir, logLevel: log.level, limits: { authFailureDelayMs: 10 }, ...extra };
+  const config = (over: Record<string, unknown>) => validateConfig({ ...base, ...over });
+  const daemon = new Daemon(config({ targets }), log);
+  await daemon.start();
+  return {
+    daemon,
+    dir,
+    port: daemon.ports[0],
+    config,
+    async stop() {
+      await daemon.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
     },
   };
 }
