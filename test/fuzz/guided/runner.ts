@@ -90,7 +90,10 @@ export function runGuided(o: RunOptions): Promise<RunResult> {
       done(() => resolve(r));
       void worker.terminate();
     });
-    worker.on('error', (err) => done(() => reject(err)));
+    // An exception outside an execution (an unhandled rejection of a background copy) ends the
+    // worker: name the input that ran last.
+    const lastInput = (): string => Buffer.from(new Uint8Array(sab, 8, Atomics.load(head, 1))).toString('hex');
+    worker.on('error', (err) => done(() => reject(new Error(`worker for ${o.target} failed after input ${lastInput()}: ${err?.stack ?? err}`))));
     worker.on('exit', (code) => done(() => reject(new Error(`worker for ${o.target} exited (${code}) without a report`))));
   });
 }
