@@ -242,6 +242,20 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    /** ODX ROD tokens (POPULATE TOKEN / WRITE USING TOKEN); every key defaults to the measured or standard value. */
+    odx: z
+      .object({
+        /** Live tokens at once; one more is refused with INSUFFICIENT RESOURCES. */
+        maxLiveTokens: z.number().int().min(1).max(1_000_000).optional(),
+        /** Space the point-in-time side files may take; the oldest tokens are cancelled beyond it. */
+        maxSideFileBytes: sizeSchema.optional(),
+        /** VPD 8Fh OPTIMAL TRANSFER COUNT x block size (default: measured, scsi/copy/limits.ts). */
+        optimalTransferBytes: sizeSchema.optional(),
+        /** A foreground WRITE USING TOKEN completes partially after this long (Windows gives up at ~4 s). */
+        wutDeadlineMs: z.number().int().min(100).max(3_600_000).optional(),
+      })
+      .strict()
+      .default({}),
     targets: z.array(targetSchema).min(1),
   })
   .strict()

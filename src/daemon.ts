@@ -106,6 +106,10 @@ export class Daemon {
       logger: this.log.child({ component: 'rod-tokens' }),
       secret: loadTokenSecret(cfg.dataDir),
       sideFiles: fileSideFiles(rodSideFileDir(cfg.dataDir)),
+      maxLiveTokens: cfg.odx.maxLiveTokens,
+      maxSideFileBytes: cfg.odx.maxSideFileBytes,
+      optimalTransferBytes: cfg.odx.optimalTransferBytes,
+      wutDeadlineMs: cfg.odx.wutDeadlineMs,
     });
     if (cfg.metrics) await this.startMetrics(cfg.metrics.listen);
     const entries: TargetEntry[] = [];
@@ -208,7 +212,7 @@ export class Daemon {
    * CAPACITY DATA HAS CHANGED and cancels its ROD tokens; a LUN whose other
    * settings changed is replaced (its sessions see POWER ON/RESET and
    * REPORTED LUNS DATA HAS CHANGED). Listen addresses, the data directory,
-   * limits and discovery CHAP need a restart (reported, kept as they were).
+   * limits, odx and discovery CHAP need a restart (reported, kept as they were).
    */
   reload(next: Readonly<Config>): Promise<ReloadSummary> {
     const run = this.reloading.then(() => this.applyReload(next));
@@ -234,11 +238,14 @@ export class Daemon {
       aclsChanged: [], sessionsDropped: 0, needsRestart: [],
     };
     const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
-    for (const key of ['listen', 'dataDir', 'limits', 'discoveryChap', 'controlSocket'] as const) {
+    for (const key of ['listen', 'dataDir', 'limits', 'discoveryChap', 'controlSocket', 'odx'] as const) {
       if (!same(old[key], next[key])) s.needsRestart.push(key);
     }
     // Keys that need a restart keep their running values; everything else is the new file.
-    const applied: Config = { ...next, listen: old.listen, dataDir: old.dataDir, limits: old.limits, discoveryChap: old.discoveryChap, controlSocket: old.controlSocket };
+    const applied: Config = {
+      ...next, listen: old.listen, dataDir: old.dataDir, limits: old.limits, discoveryChap: old.discoveryChap, controlSocket: old.controlSocket,
+      odx: old.odx,
+    };
     this.config = applied;
     if (next.logLevel !== old.logLevel) this.log.level = next.logLevel;
     if (!same(old.metrics, next.metrics)) {

@@ -4,6 +4,7 @@ import path from 'node:path';
 import {
   ConfigError, DEFAULT_CONFIG_YAML, checkConfigFile, defaultConfig, loadConfigFile, parseConfigText, parseSize, validateConfig,
 } from '../src/config';
+import { startConfiguredDaemon } from './support/daemon';
 
 const IQN = 'iqn.2026-11.org.xcopyd:t';
 
@@ -180,6 +181,26 @@ targets:
       expect(c.controlSocket).toBe('/srv/x/control.sock');
       expect(c.metrics).toBeUndefined();
     });
+  });
+
+  it('odx: every key reaches the daemon\'s token store; bad ones fail with their path', async () => {
+    const d = await startConfiguredDaemon([{ iqn: IQN, luns: [{ lun: 0, path: 'o.img', size: '1MiB' }] }], {
+      odx: { maxLiveTokens: 3, maxSideFileBytes: '64MiB', optimalTransferBytes: '32MiB', wutDeadlineMs: 2000 },
+    });
+    try {
+      const t = d.daemon.rodTokens!;
+      expect([t.maxLiveTokens, t.maxSideFileBytes, t.optimalTransferBytes, t.wutDeadlineMs]).toEqual([3, 64 << 20, 32 << 20, 2000]);
+    } finally {
+      await d.stop();
+    }
+    const bad = issuesOf(`
+dataDir: DATADIR
+odx: { optimalTransferBytes: lots, wutDeadlineMs: 5, bogus: 1 }
+targets: [{ iqn: ${IQN}, luns: [{ lun: 0, path: a.img, size: 1MiB }] }]
+`);
+    expect(bad).toContain('odx.optimalTransferBytes');
+    expect(bad).toContain('odx.wutDeadlineMs');
+    expect(bad).toMatch(/odx.*bogus|bogus.*odx/);
   });
 
   it('parses sizes', () => {
