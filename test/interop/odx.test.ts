@@ -172,6 +172,7 @@ describeIf(vmReady)('Linux kernel initiator: ddpt --odx and ddptctl (ODX)', () =
         >();
         const vmStart = loopbackBytes();
         const args = ['-p', String(t.port), '-t', t.iqn, '-T', String(VM_TIMEOUT_S), '-o', path.join(t.runDir, 'vm'), '-f', data];
+        args.push('-f', path.join(__dirname, 'guest', 'ddpt-odx-client.sh'));
         args.push('-E', 'DATA_FILE=/harness/files/data.bin', '-E', `DATA_MIB=${DATA_MIB}`, '-E', `WHOLE_RUNS=${WHOLE_RUNS}`);
         args.push(path.join(__dirname, 'guest', 'odx.sh'));
         const r = await runVm(args, (VM_TIMEOUT_S + 60) * 1000, path.join(t.runDir, 'run-sh.log'), (line) => {

@@ -1,7 +1,7 @@
 # Sourced by command lists that drive ddpt --odx / ddptctl (busybox sh): how this client
 # encodes block device range descriptors. ddpt 0.97 (the VM's) writes them one byte early
-# (see guest/odx.sh, which carries the same probe inline), so a target reads LBA<<8 and
-# NUM<<8. The probe asks for a POPULATE TOKEN of 1 block and reads the transfer count back.
+# (ddpt src/ddpt_xcopy.c do_pop_tok()/do_wut(); guest/odx.sh explains it and the limits of
+# this workaround), so a target reads LBA<<8 and NUM<<8. The probe asks for a POPULATE TOKEN of 1 block and reads the transfer count back.
 #   ddpt_odx_probe SRC_SG DST_SG   sets SHIFT (1 or 256), prints "@@SHIFT n"; deletes the token
 #   rng LBA NUM                    "LBA,NUM" in the client's units (multiples of 256 blocks)
 # Needs fail() from the caller.

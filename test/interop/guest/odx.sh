@@ -46,26 +46,9 @@ SRC_SG=$(sg_of 0); DST_SG=$(sg_of 1); SRC_SD=$(sd_of 0); DST_SD=$(sd_of 1)
 DATA_MIB=${DATA_MIB:-32}
 WHOLE_RUNS=${WHOLE_RUNS:-3}
 
-# ---- the client's range descriptor encoding
-# PT of 1 block at LBA 0: a correct client gets a transfer count of 1, ddpt 0.97 gets 256.
-run ddptctl --pt=0,1 --rtf=/tmp/probe.tok "$SRC_SG" >/tmp/probe.out 2>&1
-cat /tmp/probe.out
-tc=$(sed -n 's/^PT completes with a transfer count of \([0-9]*\).*/\1/p' /tmp/probe.out)
-case "$tc" in
-    1) SHIFT=1 ;;
-    256) SHIFT=256 ;;
-    *) fail "probe: ddptctl --pt=0,1 gave transfer count '$tc'" ;;
-esac
-echo "@@SHIFT $SHIFT"
-# delete the probe's token: WUT of 0 blocks with DEL_TKN (a zero-length range is a no-op)
-run ddptctl --wut=0,0 --del_tkn --rtf=/tmp/probe.tok "$DST_SG" || fail "probe: WUT with DEL_TKN"
-
-# rng LBA NUM -> "LBA,NUM" in the client's units
-rng() {
-    [ "$SHIFT" = 1 ] && { echo "$1,$2"; return; }
-    [ $(($1 % 256)) = 0 ] && [ $(($2 % 256)) = 0 ] || fail "rng $1 $2: not a multiple of 256 blocks"
-    echo "$(($1 / 256)),$(($2 / 256))"
-}
+# ---- the client's range descriptor encoding: ddpt_odx_probe sets SHIFT, rng converts (shared with acl.sh)
+. /harness/files/ddpt-odx-client.sh
+ddpt_odx_probe "$SRC_SG" "$DST_SG"
 
 BLOCKS=$((DATA_MIB * 2048))           # 512-byte blocks
 echo "@@MD5_FILE $(md5sum "$DATA_FILE" | cut -d' ' -f1)"
