@@ -1,7 +1,7 @@
 /**
  * Longer guided runs, outside CI:
  *
- *   npm run fuzz:long -- [--targets cdb,login] [--seconds 60] [--execs N] [--seed N] [--save] [--per-file] [--blocks-out DIR]
+ *   npm run fuzz:long -- [--targets cdb,login] [--seconds 60] [--execs N] [--seed N] [--save] [--per-file] [--blocks-out DIR] [--corpus DIR]
  *
  * Each target runs for --seconds (default 60) or --execs executions; --save
  * replaces test/fuzz/corpus/guided/<target>/ with the minimized corpus of the
@@ -9,7 +9,8 @@
  * block). Findings are written to $XCOPYD_FUZZ_ARTIFACTS (default
  * /tmp/xcopyd-fuzz-artifacts) and make the exit status 1. --per-file prints
  * the blocks reached per source file; --blocks-out writes them per target
- * (guided-<target>.json) for compare.ts.
+ * (guided-<target>.json) for compare.ts; --corpus DIR reads (and with --save
+ * writes) DIR/<target>/ instead of the committed corpus (an empty DIR: a cold start).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -33,7 +34,8 @@ async function main(): Promise<void> {
   console.log(`guided fuzz seed ${seed}, ${seconds} s per target, targets ${targets.join(' ')}`);
   let failed = 0;
   for (const target of targets) {
-    const r = await runGuided({ target, ms: seconds * 1000, maxExecs, seed, save });
+    const dir = arg('corpus');
+    const r = await runGuided({ target, ms: seconds * 1000, maxExecs, seed, save, corpusDir: dir ? path.join(dir, target) : undefined });
     console.log(summary(r));
     const blocksOut = arg('blocks-out');
     if (blocksOut) {
