@@ -23,6 +23,8 @@ export interface EngineOptions {
   ms: number;
   /** Upper bound on executions of the fuzzing phase. */
   maxExecs: number;
+  /** End the fuzzing phase at the first finding. */
+  stopOnFinding?: boolean;
   seed: number;
   /** Called before each execution (the watchdog's view of the current input). */
   onExec?(input: Buffer, execs: number): void;
@@ -310,7 +312,7 @@ export async function fuzz(target: FuzzTarget, seeds: Buffer[], o: EngineOptions
     let freshBatches = 0;
     let wasted = 0;
     let fcSeed = o.seed;
-    while (Date.now() - t0 < o.ms && execs - replayed < o.maxExecs) {
+    while (Date.now() - t0 < o.ms && execs - replayed < o.maxExecs && !(o.stopOnFinding && findings.length)) {
       round++;
       const inputs: Buffer[] = [];
       const n = round % 10 === 0 ? 1 : batch;

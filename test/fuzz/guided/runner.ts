@@ -25,6 +25,7 @@ export interface RunOptions {
   /** Replace the committed corpus of the target by the minimized corpus of this run. */
   save?: boolean;
   corpusDir?: string;
+  stopOnFinding?: boolean;
 }
 
 export interface RunResult {
@@ -40,7 +41,7 @@ export function runGuided(o: RunOptions): Promise<RunResult> {
   const corpusDir = o.corpusDir ?? path.join(CORPUS_ROOT, o.target);
   const sab = new SharedArrayBuffer(8 + SAB_INPUT_MAX);
   const head = new Int32Array(sab, 0, 2);
-  const job: WorkerJob = { target: o.target, ms: o.ms, maxExecs: o.maxExecs, seed: o.seed, corpusDir, minimize: !!o.save, sab };
+  const job: WorkerJob = { target: o.target, ms: o.ms, maxExecs: o.maxExecs, seed: o.seed, corpusDir, minimize: !!o.save, stopOnFinding: !!o.stopOnFinding, sab };
   const worker = new Worker(path.join(built, 'test', 'fuzz', 'guided', 'worker.js'), { workerData: job });
   const hangMs = o.hangMs ?? 10_000;
   return new Promise((resolve, reject) => {

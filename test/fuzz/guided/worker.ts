@@ -16,6 +16,7 @@ export interface WorkerJob {
   seed: number;
   corpusDir: string;
   minimize: boolean;
+  stopOnFinding: boolean;
   /** [execs, input length] then the input bytes: the watchdog's view. */
   sab: SharedArrayBuffer;
 }
@@ -37,6 +38,7 @@ async function main(): Promise<void> {
     ms: job.ms,
     maxExecs: job.maxExecs,
     seed: job.seed,
+    stopOnFinding: job.stopOnFinding,
     onExec(input, execs) {
       const n = Math.min(input.length, SAB_INPUT_MAX);
       body.set(input.subarray(0, n));
