@@ -30,6 +30,7 @@ import { controlRequest } from '../src/control';
 import type { StatusReport } from '../src/status';
 import { describeIf, findInPath, freePort, missingPrerequisite } from './interop/harness';
 import { cdb, clearUnitAttentions, openSession } from './support/initiator';
+import { captureOutput } from './support/daemon';
 import { b2b, e4, lid1, xcopyCdb } from './scsi/copy/helpers';
 import { expectGood, pattern, readBlocks, writeBlocks } from './odx/odx';
 
@@ -312,21 +313,13 @@ describeIf(
 
     const cmd = sandboxed(exec);
     const child = spawn(cmd[0], cmd.slice(1), { env: spawnEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    const output = captureOutput(child);
+    const { waitFor } = output;
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-    const waitFor = async (s: string, ms = 120000) => {
-      const until = Date.now() + ms;
-      while (!out.includes(s)) {
-        if (Date.now() > until || child.exitCode !== null) throw new Error(`never saw ${s}:\n${out}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    };
     try {
       await waitFor('"msg":"control socket listening"');
       // JSON lines, as the unit's environment asks.
-      expect(out.split('\n').filter(Boolean).every((l) => l.startsWith('{"level":'))).toBe(true);
+      expect(output.text().split('\n').filter(Boolean).every((l) => l.startsWith('{"level":'))).toBe(true);
       // Everything it made is in the data directory, owned by its user, private.
       const sock = path.join(data, 'control.sock');
       for (const f of fs.readdirSync(data)) {
@@ -364,6 +357,6 @@ describeIf(
       fs.rmSync(root, { recursive: true, force: true });
       expect(code).toBe(0);
     }
-    expect(out).toContain('"msg":"stopped"');
+    expect(output.text()).toContain('"msg":"stopped"');
   });
 });

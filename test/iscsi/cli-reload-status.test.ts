@@ -13,7 +13,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { openSession, clearUnitAttentions, cdb } from '../support/initiator';
-import { startTestDaemon } from '../support/daemon';
+import { captureOutput, startTestDaemon } from '../support/daemon';
 import type { FileStore } from '../../src/backing/file-store';
 import { b2b, e4, lid4, xcopyCdb } from '../scsi/copy/helpers';
 import { expectGood, pattern, writeBlocks } from '../odx/odx';
@@ -58,16 +58,8 @@ describe('xcopyd with SIGHUP and status', () => {
       cwd: REPO,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    const waitFor = async (s: string, ms = 120000) => {
-      const until = Date.now() + ms;
-      while (!out.includes(s)) {
-        if (Date.now() > until || child.exitCode !== null) throw new Error(`never saw ${s}:\n${out}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    };
+    const output = captureOutput(child);
+    const { waitFor } = output;
     try {
       await waitFor('"msg":"control socket listening"');
       const c = await openSession(port, { initiatorName: 'iqn.2026-11.org.example:cli', targetName: IQN });
@@ -77,8 +69,8 @@ describe('xcopyd with SIGHUP and status', () => {
       fs.writeFileSync(file, yaml(port, dataDir, [lun0, '{ lun: 0, path: l1.img, size: 4MiB, blockSize: 1000 }']));
       process.kill(child.pid!, 'SIGHUP');
       await waitFor('reload refused');
-      expect(out).toContain('targets.0.luns.1.blockSize: blockSize must be 512 or 4096');
-      expect(out).toContain('targets.0.luns.1.lun: LUN 0 is configured twice'); // in the same report
+      expect(output.text()).toContain('targets.0.luns.1.blockSize: blockSize must be 512 or 4096');
+      expect(output.text()).toContain('targets.0.luns.1.lun: LUN 0 is configured twice'); // in the same report
       expect((await c.command(0, cdb.testUnitReady())).status).toBe(0);
 
       // A valid one, while the session writes and reads back LUN 0 without pause: LUN 1 appears,

@@ -1,4 +1,5 @@
 /** Start an in-process daemon on a free loopback port with a temp data dir. */
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -79,6 +80,23 @@ export async function startConfiguredDaemon(
     async stop() {
       await daemon.stop();
       fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Everything a spawned daemon writes (stdout and stderr, interleaved), and a wait for a string in it. */
+export function captureOutput(child: ChildProcess): { text(): string; waitFor(s: string, ms?: number): Promise<void> } {
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  return {
+    text: () => out,
+    async waitFor(s: string, ms = 120000) {
+      const until = Date.now() + ms;
+      while (!out.includes(s)) {
+        if (Date.now() > until || child.exitCode !== null) throw new Error(`never saw ${s}:\n${out}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
     },
   };
 }
