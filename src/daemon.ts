@@ -36,6 +36,9 @@ export function createLogger(level: string, destination?: pino.DestinationStream
   return createRootLogger(level, { destination, format });
 }
 
+/** Top-level keys a reload reports and leaves as they were: they take effect at the next start. */
+const RESTART_KEYS = ['listen', 'dataDir', 'limits', 'discoveryChap', 'controlSocket', 'odx'] as const;
+
 /** A LUN as running: its configuration and its open store. */
 interface LiveLun {
   config: LunConfig;
@@ -238,14 +241,12 @@ export class Daemon {
       aclsChanged: [], sessionsDropped: 0, needsRestart: [],
     };
     const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
-    for (const key of ['listen', 'dataDir', 'limits', 'discoveryChap', 'controlSocket', 'odx'] as const) {
-      if (!same(old[key], next[key])) s.needsRestart.push(key);
-    }
     // Keys that need a restart keep their running values; everything else is the new file.
-    const applied: Config = {
-      ...next, listen: old.listen, dataDir: old.dataDir, limits: old.limits, discoveryChap: old.discoveryChap, controlSocket: old.controlSocket,
-      odx: old.odx,
-    };
+    const applied: Config = { ...next };
+    for (const key of RESTART_KEYS) {
+      if (!same(old[key], next[key])) s.needsRestart.push(key);
+      Object.assign(applied, { [key]: old[key] });
+    }
     this.config = applied;
     if (next.logLevel !== old.logLevel) this.log.level = next.logLevel;
     if (!same(old.metrics, next.metrics)) {
