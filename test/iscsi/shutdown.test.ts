@@ -171,7 +171,11 @@ describe('the command line', () => {
       },
     });
     await Promise.race([up, done]);
-    expect(child.exitCode).toBeNull();
+    if (child.exitCode !== null) {
+      // Say why (a port taken between freePort() and the daemon's listen, a start-up error...).
+      const r = await done;
+      throw new Error(`the daemon exited with ${r.code} before listening:\n${r.stdout}\n${r.stderr}`);
+    }
 
     const c = await openSession(port, { initiatorName: 'iqn.2026-11.org.xcopyd:cli' });
     await clearUnitAttentions(c, 0);
