@@ -20,7 +20,7 @@
  * The emulation leaves out seccomp, the device cgroup and address-family
  * restrictions, which need systemd itself.
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -246,8 +246,33 @@ function buildInto(dir: string): void {
     fs.mkdirSync(path.dirname(out), { recursive: true, mode: 0o755 });
     fs.writeFileSync(out, js, { mode: 0o644 });
   }
-  fs.symlinkSync(path.join(REPO, 'node_modules'), path.join(dir, 'node_modules'));
+  copyRuntimeModules(dir);
   expect(fs.existsSync(path.join(dir, pkg.bin.xcopyd))).toBe(true);
+}
+
+/**
+ * node_modules as `npm ci --omit=dev` lays it out in the install directory: every package
+ * package-lock.json does not mark dev, copied from this checkout's node_modules (optional
+ * packages for other platforms are not installed, so not copied). A copy, not a symlink to
+ * the checkout: the unit's user must read it, and a checkout under /root (or any 0700
+ * parent) is closed to that user, as to the real xcopyd user.
+ */
+function copyRuntimeModules(dir: string): void {
+  const lock = JSON.parse(fs.readFileSync(path.join(REPO, 'package-lock.json'), 'utf8')) as {
+    packages: Record<string, { dev?: boolean; optional?: boolean }>;
+  };
+  const runtime = Object.entries(lock.packages).filter(([p, e]) => p.startsWith('node_modules/') && !e.dev);
+  expect(runtime.some(([p]) => p === 'node_modules/yaml')).toBe(true);
+  for (const [p, e] of runtime) {
+    const from = path.join(REPO, p);
+    if (!fs.existsSync(from)) {
+      expect(e.optional).toBe(true); // only another platform's prebuilt binary may be absent
+      continue;
+    }
+    fs.cpSync(from, path.join(dir, p), { recursive: true, dereference: true, filter: (src) => !src.slice(from.length).includes('/node_modules/') });
+  }
+  // What the copy holds is the unit's user's to read, whatever the checkout's umask made it.
+  execFileSync('chmod', ['-R', 'a+rX', path.join(dir, 'node_modules')]);
 }
 
 const isRoot = process.getuid?.() === 0;
