@@ -6,7 +6,7 @@
  */
 export class Latch {
   private promise: Promise<void> | null = null;
-  private release: (() => void) | null = null;
+  private resolver: (() => void) | null = null;
   private done = false;
 
   get isOpen(): boolean {
@@ -16,13 +16,13 @@ export class Latch {
   open(): void {
     if (this.done) return;
     this.done = true;
-    const r = this.release;
-    this.release = null;
+    const r = this.resolver;
+    this.resolver = null;
     r?.();
   }
 
   wait(): Promise<void> {
     if (this.done) return Promise.resolve();
-    return (this.promise ??= new Promise<void>((resolve) => (this.release = resolve)));
+    return (this.promise ??= new Promise<void>((resolve) => (this.resolver = resolve)));
   }
 }

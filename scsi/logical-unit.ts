@@ -2,13 +2,20 @@
  * A direct-access logical unit (PDT 00h): identity from configuration, a
  * backing store, block limits, mode page state and the unit attention queues
  * of every I_T nexus. It knows nothing of the transport.
+ *
+ * Every change to the medium is one Mutation (mutate(), writeBlocks();
+ * scsi/mutation.ts): range lock, access check, write guard, store call,
+ * error mapping and write-through, in one place for host commands and copies.
  */
 import { readFileSync, promises as fsp } from 'node:fs';
 import type { BackingStore } from './backing-store';
 import { RangeLock } from './range-lock';
+import { Mutation, storeErrorToSense, type Durability } from './mutation';
 import { Reservations, registrationCovers, type PersistedReservations, type Registration } from './reservations';
 import { SenseError, type UnitAttentionReason } from './sense';
 import type { ItNexus } from './types';
+
+export { storeErrorToSense };
 
 /**
  * Stable identity, from configuration (never generated here), so copy
@@ -223,13 +230,34 @@ export class LogicalUnit {
   }
 
   /**
-   * The one call every path that changes the medium makes, holding the
-   * range's write lock, before its bytes change (WRITE, WRITE SAME, UNMAP,
-   * COMPARE AND WRITE, EXTENDED COPY and WRITE USING TOKEN destinations).
+   * The write guards (point-in-time tokens) for bytes about to change. Only
+   * Mutation calls it, holding the range (scsi/mutation.ts).
    */
   async beforeWrite(offset: number, length: number): Promise<void> {
     if (this.writeGuards.size === 0 || length <= 0) return;
     for (const guard of [...this.writeGuards]) await guard(this, offset, length);
+  }
+
+  /**
+   * Start a change of bytes [offset, offset+length): wait for and hold the
+   * whole blocks they touch, run `check` (a copy's per-chunk access check)
+   * once they are held, and return the Mutation that writes, zeroes,
+   * deallocates or moves, then commits. The caller releases it in a finally.
+   */
+  async mutate(offset: number, length: number, durability: Durability = 'auto', check?: () => void): Promise<Mutation> {
+    const bs = this.store.blockSize;
+    const start = Math.floor(offset / bs);
+    const end = length > 0 ? Math.ceil((offset + length) / bs) : start + 1;
+    const m = await this.writeLock.take(new Mutation(this, start, end, durability));
+    if (check) {
+      try {
+        check();
+      } catch (err) {
+        m.release();
+        throw err;
+      }
+    }
+    return m;
   }
 
   /** Read whole blocks, mapping store failures to sense. */
@@ -242,18 +270,24 @@ export class LogicalUnit {
   }
 
   /**
-   * Write whole blocks. FUA -> durable before it resolves (SBC-4 5.40); with
-   * WCE=0 every write is durable too (write-through).
+   * Write whole blocks as one mutation (lock, guard, store, durability).
+   * FUA -> durable before it resolves (SBC-4 5.40); with WCE=0 every write is
+   * durable too (write-through).
    */
   async writeBlocks(lba: bigint, data: Buffer, fua: boolean): Promise<void> {
-    const durable = fua || !this.mode.writeCacheEnabled;
-    await this.beforeWrite(Number(lba) * this.blockSize, data.length);
+    const offset = Number(lba) * this.store.blockSize;
+    const m = await this.mutate(offset, data.length, fua ? 'fua' : 'auto');
     try {
-      await this.store.write(Number(lba) * this.blockSize, data, { fua: durable && this.store.supportsFua });
-      if (durable && !this.store.supportsFua) await this.store.flush();
-    } catch (err) {
-      throw storeErrorToSense(err, true);
+      await m.write(offset, data);
+      await m.commit();
+    } finally {
+      m.release();
     }
+  }
+
+  /** The end of a change made of 'deferred' mutations: durable now if WCE=0 (write-through). */
+  async syncIfWriteThrough(): Promise<void> {
+    if (!this.mode.writeCacheEnabled) await this.flush();
   }
 
   async flush(): Promise<void> {
@@ -335,25 +369,4 @@ function loadPersisted(path: string): PersistedLu | undefined {
 function isResetUa(reason: UnitAttentionReason): boolean {
   return reason === 'UA_POWER_ON_RESET' || reason === 'UA_POWER_ON_OCCURRED' ||
     reason === 'UA_BUS_DEVICE_RESET_FUNCTION' || reason === 'UA_I_T_NEXUS_LOSS';
-}
-
-/**
- * The one place backing-store failures become sense:
- * ENOSPC/EDQUOT -> 7/27/07; EIO -> 3/11/00 on reads, 3/0C/00 on writes;
- * EROFS -> 7/27/00. Anything else is rethrown (-> INTERNAL TARGET FAILURE).
- */
-export function storeErrorToSense(err: unknown, writing: boolean): unknown {
-  if (err instanceof SenseError) return err;
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  switch (code) {
-    case 'ENOSPC':
-    case 'EDQUOT':
-      return new SenseError('SPACE_ALLOCATION_FAILED_WRITE_PROTECT');
-    case 'EIO':
-      return new SenseError(writing ? 'WRITE_ERROR' : 'MEDIUM_ERROR_READ');
-    case 'EROFS':
-      return new SenseError('WRITE_PROTECTED');
-    default:
-      return err;
-  }
 }

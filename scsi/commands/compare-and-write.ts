@@ -23,16 +23,18 @@ export async function executeCompareAndWrite(ctx: CommandContext): Promise<Comma
   const data = await ctx.dataOut(2 * bytes);
   const verify = data.subarray(0, bytes);
   const write = data.subarray(bytes);
-  const release = await lu.writeLock.acquire(lba, BigInt(nlb));
+  const offset = Number(lba) * lu.blockSize;
+  const m = await lu.mutate(offset, bytes, fua ? 'fua' : 'auto');
   try {
     const current = await lu.readBlocks(lba, nlb);
     if (!current.equals(verify)) {
       // INFORMATION = offset of the first differing byte from the start of the Data-Out buffer.
       throw new SenseError('MISCOMPARE', { information: firstDifference(verify, current) });
     }
-    await lu.writeBlocks(lba, write, fua);
+    await m.write(offset, write);
+    await m.commit();
   } finally {
-    release();
+    m.release();
   }
   return {};
 }

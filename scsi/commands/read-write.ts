@@ -106,12 +106,7 @@ async function writeCommon(ctx: CommandContext, durable: boolean): Promise<Comma
   const d = decodeChecked(ctx, lu);
   const data = await fetchBlocks(ctx, lu, d.blocks * lu.blockSize);
   if (data.length === 0) return {};
-  const release = await lu.writeLock.acquire(d.lba, BigInt(data.length / lu.blockSize));
-  try {
-    await lu.writeBlocks(d.lba, data, durable || d.fua); // SBC-4 5.40: FUA -> durable before GOOD; DPO is a hint
-  } finally {
-    release();
-  }
+  await lu.writeBlocks(d.lba, data, durable || d.fua); // SBC-4 5.40: FUA -> durable before GOOD; DPO is a hint
   return {};
 }
 

@@ -1,7 +1,6 @@
 /** UNMAP (SBC-4 5.30; reference 4.9): deallocate the ranges of the block descriptors. */
 import type { CommandContext, CommandResult } from '../command-context';
 import { SenseError, invalidParameterField } from '../sense';
-import { deallocate } from './write-same';
 
 const HEADER = 8;
 const DESCRIPTOR = 16;
@@ -31,15 +30,16 @@ export async function executeUnmap(ctx: CommandContext): Promise<CommandResult> 
   }
   // Exceeding MAXIMUM UNMAP LBA COUNT -> INVALID FIELD IN PARAMETER LIST.
   if (total > BigInt(lu.limits.maxUnmapLbaCount)) throw invalidParameterField(HEADER + 8);
+  const bs = lu.blockSize;
   for (const [lba, n] of ranges) {
     if (n === 0n) continue;
-    const release = await lu.writeLock.acquire(lba, n);
+    const m = await lu.mutate(Number(lba) * bs, Number(n) * bs, 'deferred');
     try {
-      await deallocate(lu, lba, n);
+      await m.deallocate(Number(lba) * bs, Number(n) * bs);
     } finally {
-      release();
+      m.release();
     }
   }
-  if (!lu.mode.writeCacheEnabled) await lu.flush();
+  await lu.syncIfWriteThrough(); // one flush for every descriptor
   return {};
 }

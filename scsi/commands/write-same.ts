@@ -4,8 +4,6 @@
  * deallocated instead (LBPRZ=1: it reads back as zeros).
  */
 import type { CommandContext, CommandResult } from '../command-context';
-import type { LogicalUnit } from '../logical-unit';
-import { storeErrorToSense } from '../logical-unit';
 import { invalidCdbField, SenseError } from '../sense';
 
 const CHUNK_BYTES = 1024 * 1024;
@@ -14,17 +12,6 @@ export function decodeWriteSame(cdb: Buffer): { lba: bigint; blocks: number; unm
   const unmap = (cdb[1] & 0x08) !== 0;
   if (cdb.length === 10) return { lba: BigInt(cdb.readUInt32BE(2)), blocks: cdb.readUInt16BE(7), unmap, ndob: false, lengthOffset: 7 };
   return { lba: cdb.readBigUInt64BE(2), blocks: cdb.readUInt32BE(10), unmap, ndob: (cdb[1] & 0x01) !== 0, lengthOffset: 10 };
-}
-
-/** Deallocate whole blocks; the store zero-fills partial filesystem blocks itself. */
-export async function deallocate(lu: LogicalUnit, lba: bigint, blocks: bigint): Promise<void> {
-  if (blocks === 0n) return;
-  await lu.beforeWrite(Number(lba) * lu.blockSize, Number(blocks) * lu.blockSize);
-  try {
-    await lu.store.punchHole(Number(lba) * lu.blockSize, Number(blocks) * lu.blockSize);
-  } catch (err) {
-    throw storeErrorToSense(err, true);
-  }
 }
 
 export async function executeWriteSame(ctx: CommandContext): Promise<CommandResult> {
@@ -47,29 +34,30 @@ export async function executeWriteSame(ctx: CommandContext): Promise<CommandResu
     block = await ctx.dataOut(lu.blockSize);
   }
   if (blocks === 0n) return {};
-  const release = await lu.writeLock.acquire(d.lba, blocks);
+  const bs = lu.blockSize;
+  const m = await lu.mutate(Number(d.lba) * bs, Number(blocks) * bs, 'auto');
   try {
     // UNMAP=1 deallocates whatever the Data-Out block holds, as LIO and tgtd do (libiscsi
     // WriteSame10.UnmapUntilEnd expects zeros back with LBPRZ=1 after 0xFF data).
     if (d.unmap) {
-      await deallocate(lu, d.lba, blocks);
-      if (!lu.mode.writeCacheEnabled) await lu.flush();
-      return {};
+      await m.deallocate(Number(d.lba) * bs, Number(blocks) * bs);
+    } else {
+      const perChunk = Math.max(1, Math.floor(CHUNK_BYTES / bs));
+      const chunk = Buffer.alloc(Math.min(perChunk, Number(blocks)) * bs);
+      for (let off = 0; off < chunk.length; off += bs) block.copy(chunk, off);
+      let lba = Number(d.lba);
+      let left = Number(blocks);
+      while (left > 0) {
+        if (ctx.signal.aborted) return {};
+        const n = Math.min(left, perChunk);
+        await m.write(lba * bs, n * bs === chunk.length ? chunk : chunk.subarray(0, n * bs));
+        lba += n;
+        left -= n;
+      }
     }
-    const perChunk = Math.max(1, Math.floor(CHUNK_BYTES / lu.blockSize));
-    const chunk = Buffer.alloc(Math.min(perChunk, Number(blocks)) * lu.blockSize);
-    for (let off = 0; off < chunk.length; off += lu.blockSize) block.copy(chunk, off);
-    let lba = d.lba;
-    let left = blocks;
-    while (left > 0n) {
-      if (ctx.signal.aborted) return {};
-      const n = left < BigInt(perChunk) ? Number(left) : perChunk;
-      await lu.writeBlocks(lba, n * lu.blockSize === chunk.length ? chunk : chunk.subarray(0, n * lu.blockSize), false);
-      lba += BigInt(n);
-      left -= BigInt(n);
-    }
+    await m.commit();
   } finally {
-    release();
+    m.release();
   }
   return {};
 }
