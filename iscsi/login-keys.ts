@@ -30,6 +30,7 @@ import {
   parseListValue,
   type TextPair,
 } from './text';
+import { isValidIscsiName } from './names';
 
 // ---------------------------------------------------------------------------
 // Login status (RFC 7143 §11.13.5)
@@ -291,34 +292,6 @@ export function isExtensionKey(key: string): boolean {
 /** AuthMethod and CHAP_*: negotiated by chap.ts during SecurityNegotiation. */
 export function isSecurityKey(key: string): boolean {
   return KEY_TABLE.get(key)?.phase === 'security';
-}
-
-// ---------------------------------------------------------------------------
-// iSCSI names (RFC 7143 §4.2.7)
-
-/** Names are at most 223 bytes (RFC 7143 §4.2.7.1). */
-export const MAX_ISCSI_NAME_LENGTH = 223;
-
-// Allowed characters after normalisation: ASCII letters (compared
-// case-insensitively), digits, '-', '.', ':' and non-ASCII Unicode.
-const NAME_CHARS = /^[A-Za-z0-9.\-:\u00a0-\uffff]+$/u;
-const IQN_RE = /^iqn\.[0-9]{4}-(0[1-9]|1[0-2])\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::.*)?$/u;
-const EUI_RE = /^eui\.[0-9A-Fa-f]{16}$/;
-const NAA_RE = /^naa\.(?:[0-9A-Fa-f]{16}|[0-9A-Fa-f]{32})$/;
-
-/**
- * `iqn.yyyy-mm.reversed.domain[:anything]`, `eui.` + 16 hex digits, or
- * `naa.` + 16 or 32 hex digits; at most 223 bytes of UTF-8.
- */
-export function isValidIscsiName(name: string): boolean {
-  if (Buffer.byteLength(name, 'utf8') > MAX_ISCSI_NAME_LENGTH) return false;
-  if (!NAME_CHARS.test(name)) return false;
-  const prefix = name.slice(0, 4).toLowerCase();
-  const normal = prefix + name.slice(4);
-  if (prefix === 'iqn.') return IQN_RE.test(normal);
-  if (prefix === 'eui.') return EUI_RE.test(normal);
-  if (prefix === 'naa.') return NAA_RE.test(normal);
-  return false;
 }
 
 // ---------------------------------------------------------------------------

@@ -5,7 +5,6 @@ import {
   createNegotiationState,
   isExtensionKey,
   isSecurityKey,
-  isValidIscsiName,
   negotiateOperational,
   targetDeclarations,
   validateTargetKeyConfig,
@@ -15,6 +14,7 @@ import {
   type TargetKeyConfig,
 } from '../../iscsi/login-keys';
 import { encodeTextKeys, parseTextKeys } from '../../iscsi/text';
+import { isValidIscsiName } from '../../iscsi/names';
 
 const INITIATOR = 'iqn.2004-10.com.ubuntu:01:e5b1b4d3a3';
 const TARGET = 'iqn.2024-01.org.example:disk1';
