@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { z } from 'zod';
+import { isValidIscsiName } from '../iscsi/names';
 
 const SIZE_UNITS: Record<string, number> = {
   '': 1,
@@ -44,10 +45,8 @@ const sizeSchema = z.union([z.number(), z.string()]).transform((v, ctx) => {
   return n;
 });
 
-const iqnSchema = z
-  .string()
-  .max(223)
-  .regex(/^(iqn\.\d{4}-\d{2}\.[^\s]+|eui\.[0-9A-Fa-f]{16}|naa\.[0-9A-Fa-f]{16}([0-9A-Fa-f]{16})?)$/, 'not an iSCSI name');
+/** The validator login uses (iscsi/names.ts), so a configured name is one an initiator can log in with. */
+const iqnSchema = z.string().refine(isValidIscsiName, 'not an iSCSI name (RFC 7143 §4.2.7, RFC 3722)');
 
 /** CHAP secrets: 12 to 16 characters (the Microsoft initiator insists). Messages never echo a secret. */
 export function chapSecretProblem(secret: string): string | undefined {
@@ -95,6 +94,9 @@ export type ChapConfig = {
   secretFile?: string;
   mutual?: { user: string; secret: string; secretFile?: string };
 };
+
+/** src/copy-scope.ts CopyScopeMode. */
+const copyScopeSchema = z.enum(['acl', 'sameInitiator']);
 
 const hostPortSchema = z.string().regex(/^(\[[0-9A-Fa-f:.]+\]|[^:\s]+):\d{1,5}$/, 'not HOST:PORT');
 
@@ -176,6 +178,8 @@ const targetSchema = z
     acls: z.array(aclSchema).optional(),
     /** Shorthand for ACL entries with every LUN and the target's CHAP. */
     allowedInitiators: z.array(iqnSchema).optional(),
+    /** How far copies issued on other targets may reach this target's LUs; default the top-level copyScope. */
+    copyScope: copyScopeSchema.optional(),
     luns: z.array(lunSchema).min(1),
   })
   .strict()
@@ -256,6 +260,11 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    /**
+     * Copies (EXTENDED COPY CSCDs, ODX tokens) across targets: `acl` reaches another target only for an
+     * initiator its ACL names; `sameInitiator` also for one logged in to it (src/copy-scope.ts).
+     */
+    copyScope: copyScopeSchema.default('acl'),
     targets: z.array(targetSchema).min(1),
   })
   .strict()
