@@ -21,6 +21,7 @@ import { ScsiDevice } from '../scsi/scsi-device';
 import type { LogicalUnitOptions } from '../scsi/logical-unit';
 import { encodeSenseError, SenseError } from '../scsi/sense';
 import { buildCopyScope, type ScopedTarget } from './copy-scope';
+import type { CopyScope } from '../scsi/copy/cscd';
 import { eui64FromNaa } from './identity';
 import { RodTokenStore } from '../scsi/copy/token-store';
 import { loadTokenSecret } from './token-secret';
@@ -88,7 +89,7 @@ export class Daemon {
   private readonly live = new Map<string, LiveTarget>();
   /** The copy scope reads this array at every resolution; reload edits it in place. */
   private readonly scoped: ScopedTarget[] = [];
-  private readonly copyScope = buildCopyScope(this.scoped);
+  private readonly copyScope: CopyScope;
   private identities: IdentityStore | null = null;
   /** One reload at a time; a SIGHUP during one waits for it. */
   private reloading: Promise<unknown> = Promise.resolve();
@@ -98,6 +99,7 @@ export class Daemon {
     log?: Logger,
   ) {
     this.log = log ?? createLogger(config.logLevel);
+    this.copyScope = buildCopyScope(this.scoped, { log: this.log.child({ component: 'copy-scope' }) });
   }
 
   async start(): Promise<void> {
@@ -194,9 +196,17 @@ export class Daemon {
         chapFor: (initiator) => access.current.chapFor(initiator),
       },
     };
-    const scoped: ScopedTarget = { iqn: t.iqn, device, access: () => access.current };
+    const key = t.iqn.toLowerCase();
+    const scoped: ScopedTarget = {
+      iqn: t.iqn,
+      device,
+      access: () => access.current,
+      // Read at every resolution: a reload's copyScope applies at once.
+      mode: () => this.live.get(key)?.config.copyScope ?? this.config.copyScope,
+      loggedIn: (initiator) => this.hasSession(t.iqn, initiator),
+    };
     const target: LiveTarget = { config: t, access, device, entry, scoped, luns };
-    this.live.set(t.iqn.toLowerCase(), target);
+    this.live.set(key, target);
     this.scoped.push(scoped);
     return target;
   }
@@ -324,6 +334,15 @@ export class Daemon {
     // Initiators the ACLs no longer admit lose their sessions on this target; others keep theirs.
     s.sessionsDropped += this.dropSessions((x) => x.target?.name === lt.entry.name && !newAccess.mayLogin(x.initiatorName), 'no longer admitted');
     lt.device.lunInventoryChanged(before); // 6/3F/0E to the nexuses whose LUN list changed
+  }
+
+  /** Has `initiator` a normal session on target `iqn` now (copy scope sameInitiator)? */
+  private hasSession(iqn: string, initiator: string): boolean {
+    const name = initiator.toLowerCase();
+    for (const s of this.server?.sessions() ?? []) {
+      if (!s.closed && s.type === 'Normal' && s.target?.name === iqn && s.initiatorName.toLowerCase() === name) return true;
+    }
+    return false;
   }
 
   private dropSessions(match: (s: { target: TargetEntry | null; initiatorName: string }) => boolean, why: string): number {
