@@ -2,11 +2,12 @@
  * Access control across targets (issue 4, Access): a CSCD resolves only to an LU the
  * issuing I_T nexus may access. An initiator allowed on target A only cannot copy to or
  * from target B's LUN, even by naming its NAA; the daemon's resolver (src/copy-scope.ts)
- * checks both the target's allowedInitiators and the device's lunsFor(nexus).
+ * checks both the target's ACL and the device's lunsFor(nexus).
  */
 import { ScsiStatus, type ItNexus } from '../../../scsi/types';
 import { ScsiDevice } from '../../../scsi/scsi-device';
 import { buildCopyScope, type ScopedTarget } from '../../../src/copy-scope';
+import { TargetAccess } from '../../../src/access';
 import { MemoryStore, silentLogger, task, senseOf } from '../helpers';
 import { BS, b2b, e4, identityWith, lid1, pattern, xcopyCdb } from './helpers';
 
@@ -32,7 +33,8 @@ function daemonLike(o: { bAllowed?: string[]; aLunFilter?: (n: ItNexus, lun: num
   const storesB = [new MemoryStore(4096 * BS)];
   const devA = new ScsiDevice({ logger: silentLogger, luns: storesA.map((store, i) => ({ lun: i, store, identity: identityWith(i) })), copyScope, lunFilter: o.aLunFilter });
   const devB = new ScsiDevice({ logger: silentLogger, luns: [{ lun: 0, store: storesB[0], identity: identityWith(0xb0) }], copyScope });
-  scoped.push({ iqn: A, allowedInitiators: [ALICE, BOB], device: devA }, { iqn: B, allowedInitiators: o.bAllowed, device: devB });
+  const acl = (iqn: string, names?: string[]) => () => new TargetAccess(iqn, undefined, names?.map((initiator) => ({ initiator })));
+  scoped.push({ iqn: A, access: acl(A, [ALICE, BOB]), device: devA }, { iqn: B, access: acl(B, o.bAllowed), device: devB });
   return { storesA, storesB, devA, devB };
 }
 
