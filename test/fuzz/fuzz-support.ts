@@ -157,6 +157,7 @@ export function fuzzTask(cdb: Buffer, o: { nexus: ItNexus; lun?: number; edtl: n
     nexus: o.nexus,
     expectedDataTransferLength: o.edtl,
     attribute: 1,
+    isWrite: true, // the initiator declares Data-Out (iSCSI W bit)
     signal: o.signal ?? new AbortController().signal,
     dataOut(length: number): Promise<Buffer> {
       const want = Math.max(0, Math.min(length, o.edtl));
