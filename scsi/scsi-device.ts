@@ -4,7 +4,8 @@
  *
  * Pipeline for one command (execute):
  *   LUN check -> command table lookup -> CDB usage-mask validation ->
- *   unit attention -> LU state (write protect) -> handler -> backing store ->
+ *   data direction (the table's against the transport's) -> unit attention ->
+ *   LU state (write protect) -> handler -> backing store ->
  *   data mover (task.dataOut / result.dataIn) -> ScsiResult.
  * Only `run`'s catch builds CHECK CONDITION; anything that is not a
  * SenseError becomes INTERNAL TARGET FAILURE (4/44/00), logged with its stack.
@@ -330,6 +331,15 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
       if (!lu && !(entry.flags & CommandFlag.OK_WITHOUT_LU)) throw new SenseError('LOGICAL_UNIT_NOT_SUPPORTED');
       const invalid = validateCdb(entry, task.cdb);
       if (invalid) throw invalid;
+      // The table's direction against the command IU: a Data-Out command (WRITE, MODE SELECT,
+      // PR OUT, ...) with EDTL > 0 but no Data-Out declared (iSCSI W=0, RFC 7143 11.3.1) cannot
+      // get its data. LIO answers a WRITE whose command IU disagrees with its CDB with INVALID
+      // FIELD IN COMMAND INFORMATION UNIT (FCP-4 uses it for such IU fields); so do we. EDTL 0
+      // stays the overflow case (libiscsi's residual tests), and Data-Out declared for a
+      // Data-In command is ignored (libiscsi Read10Invalid expects GOOD).
+      if (entry.direction === 'out' && !task.isWrite && task.expectedDataTransferLength > 0) {
+        throw new SenseError('INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT');
+      }
       // SAM-5 5.14: report one pending unit attention, except to INQUIRY, REPORT LUNS, REQUEST SENSE.
       if (lu && !(entry.flags & CommandFlag.NO_UNIT_ATTENTION)) {
         const ua = lu.takeUa(task.nexus.key);

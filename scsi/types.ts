@@ -57,6 +57,12 @@ export interface ScsiTask {
   readonly expectedDataTransferLength: number;
   /** Task attribute: 0 untagged, 1 simple, 2 ordered, 3 head of queue, 4 ACA. */
   readonly attribute: number;
+  /**
+   * The initiator declared Data-Out for this task (iSCSI W bit, RFC 7143
+   * 11.3.1; FCP WRDATA). Without it dataOut yields nothing, so the core
+   * refuses a Data-Out command that wants data (EDTL > 0) at dispatch.
+   */
+  readonly isWrite: boolean;
   /** Set by the transport when the task is aborted (TMF, LU reset, connection loss). */
   readonly signal: AbortSignal;
   /**

@@ -1,6 +1,16 @@
 import { COMMAND_TABLE, validateCdb } from '../../scsi/command-table';
 import { ScsiStatus } from '../../scsi/types';
-import { makeDevice, task, senseOf, dataOf, cdbOf, MemoryStore } from './helpers';
+import { makeDevice, task, senseOf, dataOf, cdbOf, MemoryStore, silentLogger } from './helpers';
+
+/** A non-zero transfer / parameter list length for a Data-Out CDB, so the command wants data. */
+function lengthFields(opcode: number, cdbLength: number): Array<[number, number]> {
+  if (cdbLength === 6) return [[4, 1]];
+  if (cdbLength === 10) return opcode === 0x5f ? [[8, 24]] : [[8, 1]];
+  if (cdbLength === 12) return [[9, 1]];
+  if (opcode === 0x89) return [[13, 1]];
+  if (opcode === 0x83) return [[13, 32]];
+  return [[13, 1]];
+}
 
 describe('command table', () => {
   const device = makeDevice();
@@ -35,6 +45,38 @@ describe('command table', () => {
       expect(checked).toBeGreaterThan(0); // at least the control byte
     });
   }
+
+  // RFC 7143 11.3.1: Data-Out needs the W bit. A command the table lists as Data-Out, sent with
+  // EDTL > 0 but without W, cannot get its data: INVALID FIELD IN COMMAND INFORMATION UNIT at
+  // dispatch (what LIO answers for a WRITE whose command IU disagrees with its CDB), never a
+  // handler reaching an empty buffer (4/44/00).
+  for (const e of COMMAND_TABLE.entries.filter((x) => x.direction === 'out')) {
+    it(`${e.name}: Data-Out without the W bit -> 5/0E/03, nothing written`, async () => {
+      const store = new MemoryStore(1024 * 512);
+      const d = makeDevice([store]);
+      const errors: unknown[] = [];
+      (d as unknown as { logger: { error: (o: unknown) => void } }).logger = { ...silentLogger, error: (o: unknown) => errors.push(o) } as never;
+      const cdb = cdbOf([e.opcode], e.cdbLength);
+      if (e.serviceAction !== undefined) cdb[1] = e.serviceAction;
+      for (const [at, v] of lengthFields(e.opcode, e.cdbLength)) cdb[at] = v;
+      const r = await d.execute(task(cdb, { edtl: 512, isWrite: false }));
+      const s = senseOf(r);
+      expect({ name: e.name, key: s.key, asc: s.asc, ascq: s.ascq }).toEqual({ name: e.name, key: 5, asc: 0x0e, ascq: 0x03 });
+      expect(store.writes + store.punched.length).toBe(0);
+      expect(errors).toEqual([]);
+    });
+  }
+
+  it('without the W bit, EDTL 0 is still the overflow case (GOOD, nothing written); a READ with W is served', async () => {
+    const store = new MemoryStore(1024 * 512);
+    const d = makeDevice([store]);
+    const w = await d.execute(task(cdbOf([0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0], 10), { edtl: 0, isWrite: false }));
+    expect(w.status).toBe(ScsiStatus.GOOD);
+    expect(store.writes).toBe(0);
+    // libiscsi Read10Invalid: a READ flagged as a write on the iSCSI layer is GOOD.
+    const r = await d.execute(task(cdbOf([0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], 10), { edtl: 512, isWrite: true }));
+    expect(r.status).toBe(ScsiStatus.GOOD);
+  });
 
   it('points at the highest offending bit when several are set', () => {
     const e = COMMAND_TABLE.find(0x28)!;

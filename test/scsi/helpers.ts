@@ -11,7 +11,7 @@ export const silentLogger = pino({ level: 'silent' });
 export class MemoryStore implements BackingStore {
   readonly data: Buffer;
   readonly canClone = false;
-  readonly supportsFua = true;
+  readonly supportsFua: boolean = true;
   readonly thinProvisioned = true;
   readonly canSeekData = true;
   writes = 0;
@@ -97,6 +97,11 @@ export interface FakeTaskOptions {
   signal?: AbortSignal;
   /** Never resolve dataOut (abort tests). */
   hangDataOut?: boolean;
+  /**
+   * The initiator declared Data-Out (iSCSI W bit); default true. Without it
+   * dataOut yields nothing, as the iSCSI transport's does.
+   */
+  isWrite?: boolean;
 }
 
 export function cdbOf(bytes: number[], length = 16): Buffer {
@@ -115,10 +120,12 @@ export function task(cdb: Buffer | number[], o: FakeTaskOptions = {}): ScsiTask 
     nexus: o.nexus ?? defaultNexus,
     expectedDataTransferLength: edtl,
     attribute: 1,
+    isWrite: o.isWrite ?? true,
     signal: o.signal ?? new AbortController().signal,
     requested,
     dataOut(length: number): Promise<Buffer> {
       requested.push(length);
+      if (o.isWrite === false) return Promise.resolve(Buffer.alloc(0));
       if (o.hangDataOut) return new Promise<Buffer>(() => undefined);
       const src = o.dataOut ?? Buffer.alloc(0);
       if (length > src.length) return Promise.reject(new Error('test: not enough data'));

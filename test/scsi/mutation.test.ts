@@ -11,7 +11,7 @@ function unit(store = new MemoryStore(64 * BS), writeCacheEnabled = true): Logic
 
 /** A store without FUA, so durability shows as flushes. */
 class NoFuaStore extends MemoryStore {
-  override readonly supportsFua = false;
+  override readonly supportsFua: boolean = false;
 }
 
 describe('LogicalUnit.mutate', () => {
