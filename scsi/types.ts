@@ -63,6 +63,12 @@ export interface ScsiTask {
    * refuses a Data-Out command that wants data (EDTL > 0) at dispatch.
    */
   readonly isWrite: boolean;
+  /**
+   * The most Data-Out the transport buffers for one command (bytes), if it has
+   * a limit (iSCSI: config limits.maxWriteBuffer). The core refuses a command
+   * that asks for more with INVALID FIELD IN CDB before any data moves.
+   */
+  readonly maxDataOutLength?: number;
   /** Set by the transport when the task is aborted (TMF, LU reset, connection loss). */
   readonly signal: AbortSignal;
   /**
