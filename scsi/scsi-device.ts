@@ -429,6 +429,12 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
     if (length > task.expectedDataTransferLength) {
       return Promise.reject(new Error(`dataOut(${length}) beyond EDTL ${task.expectedDataTransferLength}`));
     }
+    // More than the transport buffers for one command, asked for by what the CDB implies (not EDTL, so
+    // a legal underflow passes): SBC-4 6.6.4 (a transfer beyond the limit: INVALID FIELD IN CDB), as LIO
+    // answers a transfer beyond fabric_max_sectors. Thrown here, so UAs, D_SENSE and metrics apply.
+    if (task.maxDataOutLength !== undefined && length > task.maxDataOutLength) {
+      return Promise.reject(new SenseError('INVALID_FIELD_IN_CDB'));
+    }
     // The task's own abort() rejects its pending dataOut: nothing to race.
     if (abortable === task) return task.dataOut(length);
     const signal = abortable.signal;
