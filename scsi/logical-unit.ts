@@ -7,15 +7,16 @@
  * scsi/mutation.ts): range lock, access check, write guard, store call,
  * error mapping and write-through, in one place for host commands and copies.
  */
-import { readFileSync, promises as fsp } from 'node:fs';
 import type { BackingStore } from './backing-store';
 import { RangeLock } from './range-lock';
 import { Mutation, storeErrorToSense, type Durability } from './mutation';
-import { Reservations, registrationCovers, type PersistedReservations, type Registration } from './reservations';
+import { loadPersistedLu, writePersistedLu, type ModeState } from './persisted-lu';
+import { Reservations, registrationCovers, type Registration } from './reservations';
 import { SenseError, type UnitAttentionReason } from './sense';
 import type { ItNexus } from './types';
 
 export { storeErrorToSense };
+export type { ModeState };
 
 /**
  * Stable identity, from configuration (never generated here), so copy
@@ -86,21 +87,6 @@ export function defaultBlockLimits(blockSize: number, physicalBlockSize: number)
   };
 }
 
-/** Changeable mode parameters. A LU reset keeps the current values; MODE SELECT changes them. */
-export interface ModeState {
-  /** Caching page 08h, WCE. */
-  writeCacheEnabled: boolean;
-  /** Control page 0Ah, D_SENSE: descriptor-format sense data (SPC-5 7.5.10). */
-  descriptorSense: boolean;
-}
-
-/** The file at persistPath. */
-interface PersistedLu {
-  version: 1;
-  reservations?: PersistedReservations;
-  savedMode?: ModeState;
-}
-
 const MAX_QUEUED_UAS = 16;
 
 /**
@@ -146,7 +132,7 @@ export class LogicalUnit {
     this.defaultMode = Object.freeze({ writeCacheEnabled: options.writeCacheEnabled ?? true, descriptorSense: false });
     this.reservations = new Reservations({ toRegistration: (reg, reason) => this.queueUaForRegistration(reg, reason) });
     this.persistPath = options.persistPath;
-    const persisted = this.persistPath ? loadPersisted(this.persistPath) : undefined;
+    const persisted = this.persistPath ? loadPersistedLu(this.persistPath) : undefined;
     if (persisted?.reservations?.aptpl) this.reservations.restore(persisted.reservations);
     this.savedMode = this.persistPath ? { ...this.defaultMode, ...persisted?.savedMode } : undefined;
     this.mode = { ...(this.savedMode ?? this.defaultMode) };
@@ -160,22 +146,12 @@ export class LogicalUnit {
   persist(): Promise<void> {
     const path = this.persistPath;
     if (!path) return Promise.resolve();
-    const run = async (): Promise<void> => {
-      const state: PersistedLu = {
+    const run = (): Promise<void> =>
+      writePersistedLu(path, {
         version: 1,
         reservations: this.reservations.aptpl ? this.reservations.snapshot() : undefined,
         savedMode: this.savedMode,
-      };
-      const tmp = `${path}.tmp`;
-      const fh = await fsp.open(tmp, 'w', 0o600);
-      try {
-        await fh.writeFile(JSON.stringify(state, null, 2));
-        await fh.datasync();
-      } finally {
-        await fh.close();
-      }
-      await fsp.rename(tmp, path);
-    };
+      });
     const next = this.persisting.then(run, run);
     this.persisting = next.catch(() => undefined);
     return next;
@@ -351,19 +327,6 @@ export class LogicalUnit {
   peekUa(nexusKey: string): UnitAttentionReason | undefined {
     return this.uaQueues.get(nexusKey)?.[0];
   }
-}
-
-function loadPersisted(path: string): PersistedLu | undefined {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-  const parsed = JSON.parse(text) as PersistedLu;
-  if (parsed.version !== 1) throw new Error(`${path}: unknown version ${String(parsed.version)}`);
-  return parsed;
 }
 
 function isResetUa(reason: UnitAttentionReason): boolean {
