@@ -19,7 +19,6 @@ import { IscsiServer } from '../iscsi/server';
 import type { TargetEntry } from '../iscsi/types';
 import { ScsiDevice } from '../scsi/scsi-device';
 import type { LogicalUnitOptions } from '../scsi/logical-unit';
-import { encodeSenseError, SenseError } from '../scsi/sense';
 import { buildCopyScope, type ScopedTarget } from './copy-scope';
 import type { CopyScope } from '../scsi/copy/cscd';
 import { eui64FromNaa } from './identity';
@@ -124,7 +123,6 @@ export class Daemon {
       targets: entries,
       limits: cfg.limits,
       discoveryChap: cfg.discoveryChap,
-      senseForOversizedWrite: () => encodeSenseError(new SenseError('INVALID_FIELD_IN_CDB')),
       onLoginFailure: (c, d) => this.metrics?.loginFailures.inc({ reason: loginFailureReason(c, d) }),
     });
     for (const hp of cfg.listen) this.ports.push(await this.server.listen(hp));
