@@ -349,9 +349,9 @@ export class Connection implements DataSolicitor {
       cmdSnOf(bhs),
       isImmediate(bhs),
       this,
+      this.ctx.limits.maxWriteBuffer,
     );
     if (isWrite && edtl > 0) {
-      task.refuseWrite = edtl > this.ctx.limits.maxWriteBuffer;
       task.immediateLength = immediateLen;
       task.received = immediateLen;
       task.nextR2tOffset = immediateLen;
@@ -388,12 +388,6 @@ export class Connection implements DataSolicitor {
     };
     try {
       if (task.aborted) return;
-      if (task.refuseWrite) {
-        // EDTL beyond what we reserve memory for: refuse before taking the data.
-        release();
-        this.sendScsiResponse(task, ScsiStatus.CHECK_CONDITION, this.ctx.senseForOversizedWrite(), 0, 0);
-        return;
-      }
       const result = await session.target!.device.execute(task);
       if (result.aborted || task.aborted || this.state === 'closed') return;
       if (result.dataIn && result.dataIn.length > 0 && task.expectedDataTransferLength > 0) {

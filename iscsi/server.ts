@@ -15,8 +15,6 @@ export interface IscsiServerOptions {
   limits?: Partial<IscsiLimits>;
   /** CHAP required for discovery sessions, if set. */
   discoveryChap?: TargetEntry['chap'];
-  /** Fixed-format sense for a write whose EDTL exceeds what we buffer (built by the SCSI core). */
-  senseForOversizedWrite: () => Buffer;
   /** Told of every refused login (metrics); the login code already logs it. */
   onLoginFailure?: (statusClass: number, statusDetail: number) => void;
 }
@@ -33,7 +31,6 @@ export interface ServerContext {
   sessionEstablished(session: Session, conn: Connection): void;
   dropTargetSessions(targetName: string, why: string): void;
   endSession(session: Session): void;
-  senseForOversizedWrite(): Buffer;
   /** Number of connections not yet in full feature phase plus live ones (limits). */
   connectionCount(): number;
   /** A login was refused with this status (metrics). */
@@ -50,7 +47,6 @@ export class IscsiServer implements ServerContext {
   private targetList: TargetEntry[];
   private timer: NodeJS.Timeout | null = null;
   private nextConnId = 1;
-  private readonly oversized: () => Buffer;
   onLoginFailure: IscsiServerOptions['onLoginFailure'];
 
   constructor(opts: IscsiServerOptions) {
@@ -60,7 +56,6 @@ export class IscsiServer implements ServerContext {
     this.limits = { ...DEFAULT_LIMITS, maxConnections: 2 * maxSessions, ...(opts.limits ?? {}) };
     this.targetList = opts.targets;
     this.discoveryChap = opts.discoveryChap;
-    this.oversized = opts.senseForOversizedWrite;
   }
 
   // ---- ServerContext ------------------------------------------------------
@@ -77,10 +72,6 @@ export class IscsiServer implements ServerContext {
   /** Replace the target list (configuration reload). */
   setTargets(targets: TargetEntry[]): void {
     this.targetList = targets;
-  }
-
-  senseForOversizedWrite(): Buffer {
-    return this.oversized();
   }
 
   loginFailed(statusClass: number, statusDetail: number): void {

@@ -44,8 +44,6 @@ export class IscsiTask implements ScsiTask {
    * commands pin no more memory than the negotiated first burst.
    */
   writeBuf: Buffer | null = null;
-  /** EDTL beyond what the transport buffers: answered with CHECK CONDITION, data never solicited. */
-  refuseWrite = false;
   /** Bytes of write data received (immediate + unsolicited + solicited). */
   received = 0;
   immediateLength = 0;
@@ -81,6 +79,8 @@ export class IscsiTask implements ScsiTask {
     readonly cmdSN: number,
     readonly immediate: boolean,
     private readonly solicitor: DataSolicitor,
+    /** ScsiTask.maxDataOutLength: the core refuses a command that asks for more (limits.maxWriteBuffer). */
+    readonly maxDataOutLength: number,
   ) {}
 
   /** True once the task was aborted (same as signal.aborted, without making the signal). */
@@ -126,7 +126,7 @@ export class IscsiTask implements ScsiTask {
   dataOut(length: number): Promise<Buffer> {
     if (this.abortReason) return Promise.reject(this.abortReason);
     const want = Math.max(0, Math.min(length, this.expectedDataTransferLength));
-    if (want === 0 || !this.isWrite || this.refuseWrite) return Promise.resolve(Buffer.alloc(0));
+    if (want === 0 || !this.isWrite) return Promise.resolve(Buffer.alloc(0));
     // Grow to what the core asks for, not to EDTL: an EDTL far beyond the CDB's transfer would
     // otherwise reserve EDTL per queued command. Data-Out beyond the buffer is never solicited.
     if (!this.writeBuf || this.writeBuf.length < want) {

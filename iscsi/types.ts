@@ -62,7 +62,10 @@ export interface TargetAcl {
 export interface IscsiLimits {
   /** Commands per session (MaxCmdSN window). */
   queueDepth: number;
-  /** Largest EDTL accepted for a write before the data is refused (bytes). */
+  /**
+   * The most write data buffered for one command (bytes): handed to the core as
+   * ScsiTask.maxDataOutLength, which refuses a command asking for more.
+   */
   maxWriteBuffer: number;
   maxSessions: number;
   maxSessionsPerInitiator: number;
