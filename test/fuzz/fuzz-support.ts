@@ -23,7 +23,7 @@ import fc from 'fast-check';
 import type { ScsiTask, ItNexus } from '../../scsi/types';
 import { ScsiStatus } from '../../scsi/types';
 import { ScsiDevice } from '../../scsi/scsi-device';
-import { MemoryStore, identity, nexus } from '../scsi/helpers';
+import { FakeTask, MemoryStore, identity, nexus } from '../scsi/helpers';
 
 export const FUZZ_SEED = Number(process.env.XCOPYD_FUZZ_SEED ?? crypto.randomInt(2 ** 31));
 const RUN_SCALE = Number(process.env.XCOPYD_FUZZ_RUNS_SCALE ?? 1);
@@ -151,21 +151,14 @@ export async function makeFuzzDevice(o: { stores?: MemoryStore[] } = {}): Promis
  */
 export function fuzzTask(cdb: Buffer, o: { nexus: ItNexus; lun?: number; edtl: number; data?: Buffer; signal?: AbortSignal }): ScsiTask {
   const data = o.data ?? Buffer.alloc(0);
-  return {
-    lun: o.lun ?? 0,
-    cdb,
-    nexus: o.nexus,
-    expectedDataTransferLength: o.edtl,
-    attribute: 1,
-    isWrite: true, // the initiator declares Data-Out (iSCSI W bit)
-    signal: o.signal ?? new AbortController().signal,
-    dataOut(length: number): Promise<Buffer> {
-      const want = Math.max(0, Math.min(length, o.edtl));
-      const b = Buffer.alloc(want);
-      data.copy(b, 0, 0, Math.min(want, data.length));
-      return Promise.resolve(b);
-    },
+  const source = (length: number): Promise<Buffer> => {
+    const want = Math.max(0, Math.min(length, o.edtl));
+    const b = Buffer.alloc(want);
+    data.copy(b, 0, 0, Math.min(want, data.length));
+    return Promise.resolve(b);
   };
+  // The initiator declares Data-Out (iSCSI W bit); abort() as the transport's task has it.
+  return new FakeTask(cdb, o.nexus, o.edtl, true, source, o.lun ?? 0, o.signal);
 }
 
 /** Sense key/ASC/ASCQ of fixed (70h/71h) or descriptor (72h/73h) sense. */
