@@ -10,11 +10,11 @@
  * field pointer to that byte and its highest offending bit. The CONTROL byte
  * mask is 00h: NACA and LINK are not supported (SAM-5 5.3).
  */
-import type { DataDirection } from './types';
-import type { CommandHandler } from './command-context';
 import type { LogicalUnit } from './logical-unit';
-import { Opcode, ServiceActionIn16, MaintenanceIn } from './opcodes';
+import { CommandFlag, Opcode, ServiceActionIn16, MaintenanceIn, Timeouts, USAGE_ALL, USAGE_CONTROL, type CommandEntry } from './command-entry';
 import { SenseError, invalidCdbField } from './sense';
+
+export { CommandFlag, type CommandEntry, type CommandTimeouts } from './command-entry';
 import { executeTestUnitReady } from './commands/test-unit-ready';
 import { executeRequestSense } from './commands/request-sense';
 import { executeInquiry } from './commands/inquiry';
@@ -39,53 +39,10 @@ import {
   executeRegisterAndIgnore, executeRegisterAndMove, PrOutAction,
 } from './commands/persistent-reserve-out';
 
-/** Command flags. */
-export const CommandFlag = {
-  NONE: 0,
-  /** Runs on a LUN without a logical unit (SPC-5 4.6.2: INQUIRY, REPORT LUNS, REQUEST SENSE). */
-  OK_WITHOUT_LU: 1 << 0,
-  /** Neither reports nor clears a unit attention (SAM-5 5.14). */
-  NO_UNIT_ATTENTION: 1 << 1,
-  /** Modifies the medium: write protection applies (SBC-4 4.11). */
-  WRITES_MEDIUM: 1 << 2,
-  /**
-   * Never conflicts with a persistent reservation (SPC-5 5.14.2 table 63,
-   * "Allowed" in every column). Without PR_ALLOWED or PR_READ a command from
-   * an I_T nexus without access conflicts (RESERVATION CONFLICT).
-   */
-  PR_ALLOWED: 1 << 3,
-  /** A read: allowed through the Write Exclusive types (SPC-5 table 63, SBC-4 table 12). */
-  PR_READ: 1 << 4,
-  /** Allowed while another I_T nexus holds a RESERVE(6/10) reservation (SPC-2 7.21.1; CTL ALLOW_ON_RESV). */
-  SPC2_ALLOWED: 1 << 5,
-} as const;
-
-export interface CommandTimeouts {
-  /** Seconds; 0 = not specified. */
-  nominal: number;
-  recommended: number;
-}
-
-export interface CommandEntry {
-  readonly opcode: number;
-  /** Set for commands that have service actions (byte 1 bits 4:0). */
-  readonly serviceAction?: number;
-  readonly name: string;
-  readonly cdbLength: number;
-  readonly usage: readonly number[];
-  readonly direction: DataDirection;
-  readonly flags: number;
-  readonly handler: CommandHandler;
-  /** Whether the LU enables the command (from its store's declared capabilities). Default: always. */
-  readonly enabled?: (lu: LogicalUnit) => boolean;
-  readonly timeouts: CommandTimeouts;
-}
-
-const T_FAST: CommandTimeouts = { nominal: 0, recommended: 10 };
-const T_IO: CommandTimeouts = { nominal: 0, recommended: 60 };
-
-const C = 0x00; // CONTROL byte mask
-const FF = 0xff;
+const T_FAST = Timeouts.FAST;
+const T_IO = Timeouts.IO;
+const C = USAGE_CONTROL;
+const FF = USAGE_ALL;
 
 /** Byte 1 of READ(10/12/16): DPO 10h, FUA 08h, RARC 04h, FUA_NV 02h (obsolete, accepted). RDPROTECT unsupported. */
 const READ_B1 = 0x1e;

@@ -323,10 +323,6 @@ export class LogicalUnit {
   takeUa(nexusKey: string): UnitAttentionReason | undefined {
     return this.uaQueues.get(nexusKey)?.shift();
   }
-
-  peekUa(nexusKey: string): UnitAttentionReason | undefined {
-    return this.uaQueues.get(nexusKey)?.[0];
-  }
 }
 
 function isResetUa(reason: UnitAttentionReason): boolean {

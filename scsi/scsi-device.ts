@@ -39,6 +39,7 @@ import { COMMAND_TABLE, CommandFlag, validateCdb, type CommandTable } from './co
 import type { CommandContext, DeviceServices } from './command-context';
 import { LogicalUnit, type LogicalUnitOptions } from './logical-unit';
 import { Latch } from './latch';
+import { AbortError } from './abort';
 import { SenseError, encodeDescriptorSense, encodeSenseError, senseInput, type UnitAttentionReason } from './sense';
 import { ReservationConflict } from './reservations';
 import { VersionDescriptor } from './commands/inquiry';
@@ -92,29 +93,25 @@ export interface ScsiDeviceOptions {
 interface TaskRecord {
   readonly nexusKey: string;
   readonly lun: number;
-  /** Abort this task (its signal fires). */
-  readonly abort: () => void;
+  readonly task: ScsiTask;
   readonly settled: Latch;
+}
+
+/**
+ * Data-Out within EDTL. The task's own abort() rejects a pending dataOut, so
+ * an abort releases a command even if the transport never delivers.
+ */
+function dataOut(task: ScsiTask, length: number): Promise<Buffer> {
+  if (task.aborted) return Promise.reject(new AbortError('task aborted'));
+  if (length > task.expectedDataTransferLength) {
+    return Promise.reject(new Error(`dataOut(${length}) beyond EDTL ${task.expectedDataTransferLength}`));
+  }
+  return task.dataOut(length);
 }
 
 export type ExecuteResult = ScsiResult & { aborted?: boolean };
 
-/** What a running command is aborted through: the transport's task, or a controller linked to its signal. */
-type Abortable = { readonly signal: AbortSignal; readonly aborted?: boolean };
-
-/** Aborted? Through `aborted` when offered (no signal made), else the signal. */
-function isAborted(a: Abortable): boolean {
-  return a.aborted ?? a.signal.aborted;
-}
-
 const ABORTED: ExecuteResult = Object.freeze({ status: ScsiStatus.TASK_ABORTED, aborted: true }) as ExecuteResult;
-
-class TaskAbortedError extends Error {
-  constructor() {
-    super('task aborted');
-    this.name = 'AbortError';
-  }
-}
 
 export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
   readonly table: CommandTable;
@@ -275,47 +272,25 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
   }
 
   async execute(task: ScsiTask): Promise<ExecuteResult> {
-    // A transport that can abort its task lends us the task itself: its abort()
-    // rejects a pending dataOut, and its signal is only read by the commands
-    // that watch it (a transport may make it lazily, see ScsiTask.aborted).
-    // Otherwise link a controller of ours to the task's signal.
-    let abortable: Abortable;
-    let abort: () => void;
-    let unlink: (() => void) | undefined;
-    if (typeof task.abort === 'function') {
-      abortable = task;
-      abort = () => task.abort!(new TaskAbortedError());
-    } else {
-      const controller = new AbortController();
-      const onAbort = (): void => controller.abort();
-      task.signal.addEventListener('abort', onAbort, { once: true });
-      unlink = () => task.signal.removeEventListener('abort', onAbort);
-      abortable = controller;
-      abort = () => controller.abort();
-    }
-    if (isAborted(task)) {
-      unlink?.();
-      return ABORTED;
-    }
+    if (task.aborted) return ABORTED;
     const record: TaskRecord = {
       nexusKey: task.nexus.key,
       lun: this.luFor(task.nexus, task.lun)?.lun ?? task.lun, // the LU's own LUN: aborts span nexuses
-      abort,
+      task,
       settled: new Latch(),
     };
     this.tasks.add(record);
     try {
-      const result = await this.run(task, abortable);
-      return isAborted(abortable) ? ABORTED : result;
+      const result = await this.run(task);
+      return task.aborted ? ABORTED : result;
     } finally {
-      unlink?.();
       this.tasks.delete(record);
       record.settled.open();
     }
   }
 
   /** The pipeline and the one catch that builds CHECK CONDITION. */
-  private async run(task: ScsiTask, abortable: Abortable): Promise<ScsiResult> {
+  private async run(task: ScsiTask): Promise<ScsiResult> {
     let ctx: CommandContext | undefined;
     try {
       if (this.closed) return { status: ScsiStatus.BUSY };
@@ -356,11 +331,11 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
       }
       if (lu && entry.flags & CommandFlag.WRITES_MEDIUM) lu.checkWritable(); // SBC-4 4.11: 7/27/00
       const cdb = task.cdb.subarray(0, entry.cdbLength); // the transport handed these bytes over (ScsiTask.cdb)
-      const dataOut = (length: number): Promise<Buffer> => this.dataOut(task, abortable, length);
       ctx = {
-        task, cdb, entry, lun, lu, device: this, logger: this.logger, dataOut,
+        task, cdb, entry, lun, lu, device: this, logger: this.logger,
+        dataOut: (length: number): Promise<Buffer> => dataOut(task, length),
         get signal() {
-          return abortable.signal;
+          return task.signal;
         },
       };
       const r = (await entry.handler(ctx)) ?? {};
@@ -375,7 +350,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
       if (ctx.dataOutLength !== undefined) result.dataOutLength = ctx.dataOutLength;
       return result;
     } catch (err) {
-      if (isAborted(abortable)) return ABORTED;
+      if (task.aborted) return ABORTED;
       if (err instanceof ReservationConflict) {
         const conflict: ScsiResult = { status: ScsiStatus.RESERVATION_CONFLICT };
         if (ctx?.dataOutLength !== undefined) conflict.dataOutLength = ctx.dataOutLength;
@@ -423,37 +398,6 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
     return undefined;
   }
 
-  /** Data-Out that an abort releases even if the transport never delivers (brief: race against the abort). */
-  private dataOut(task: ScsiTask, abortable: Abortable, length: number): Promise<Buffer> {
-    if (isAborted(abortable)) return Promise.reject(new TaskAbortedError());
-    if (length > task.expectedDataTransferLength) {
-      return Promise.reject(new Error(`dataOut(${length}) beyond EDTL ${task.expectedDataTransferLength}`));
-    }
-    // More than the transport buffers for one command, asked for by what the CDB implies (not EDTL, so
-    // a legal underflow passes): SBC-4 6.6.4 (a transfer beyond the limit: INVALID FIELD IN CDB), as LIO
-    // answers a transfer beyond fabric_max_sectors. Thrown here, so UAs, D_SENSE and metrics apply.
-    if (task.maxDataOutLength !== undefined && length > task.maxDataOutLength) {
-      return Promise.reject(new SenseError('INVALID_FIELD_IN_CDB'));
-    }
-    // The task's own abort() rejects its pending dataOut: nothing to race.
-    if (abortable === task) return task.dataOut(length);
-    const signal = abortable.signal;
-    return new Promise<Buffer>((resolve, reject) => {
-      const onAbort = (): void => reject(new TaskAbortedError());
-      signal.addEventListener('abort', onAbort, { once: true });
-      task.dataOut(length).then(
-        (b) => {
-          signal.removeEventListener('abort', onAbort);
-          resolve(b);
-        },
-        (e) => {
-          signal.removeEventListener('abort', onAbort);
-          reject(e);
-        },
-      );
-    });
-  }
-
   async abortTasksOf(lun: number, nexusKeys: ReadonlySet<string>): Promise<void> {
     await this.abortTasks((t) => t.lun === lun && nexusKeys.has(t.nexusKey));
   }
@@ -461,7 +405,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
   /** Abort the matching tasks and wait until every one of them has settled. */
   private async abortTasks(match: (t: TaskRecord) => boolean): Promise<Set<string>> {
     const hit = [...this.tasks].filter(match);
-    for (const t of hit) t.abort();
+    for (const t of hit) t.task.abort(new AbortError('task aborted'));
     await Promise.all(hit.map((t) => t.settled.wait()));
     return new Set(hit.map((t) => t.nexusKey));
   }

@@ -69,20 +69,20 @@ export interface ScsiTask {
    * that asks for more with INVALID FIELD IN CDB before any data moves.
    */
   readonly maxDataOutLength?: number;
-  /** Set by the transport when the task is aborted (TMF, LU reset, connection loss). */
+  /**
+   * Fires when the task is aborted (TMF, LU reset, connection loss). Read only
+   * by the commands that watch it (copies, WRITE SAME), so a transport may
+   * make it on first use.
+   */
   readonly signal: AbortSignal;
+  /** The task was aborted (signal.aborted, without making the signal). */
+  readonly aborted: boolean;
   /**
-   * Optional, with abort(): signal.aborted without touching `signal`, for a
-   * transport that makes its signal only when asked (the core then reads the
-   * signal only for commands that watch it: copies, WRITE SAME...).
+   * Abort the task: its signal fires and a pending dataOut rejects with
+   * `reason`. The core aborts tasks through it (LU reset, CLEAR TASK SET from
+   * another nexus, PREEMPT AND ABORT).
    */
-  readonly aborted?: boolean;
-  /**
-   * Abort the task through its own signal. Optional: when the transport
-   * offers it, the core aborts tasks (LU reset, CLEAR TASK SET from another
-   * nexus) through it instead of linking a second AbortController per command.
-   */
-  abort?(reason?: Error): void;
+  abort(reason?: Error): void;
   /**
    * Fetch `length` bytes of write data starting at buffer offset 0 (the transport
    * collects immediate, unsolicited and solicited data). Never more than

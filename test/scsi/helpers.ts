@@ -5,6 +5,7 @@ import type { ItNexus, ScsiTask } from '../../scsi/types';
 import { ScsiDevice, type ScsiDeviceOptions } from '../../scsi/scsi-device';
 import type { LuIdentity } from '../../scsi/logical-unit';
 import { decodeFixedSense } from '../../scsi/sense';
+import { AbortError } from '../../scsi/abort';
 
 export const silentLogger = pino({ level: 'silent' });
 
@@ -110,28 +111,67 @@ export function cdbOf(bytes: number[], length = 16): Buffer {
   return b;
 }
 
-export function task(cdb: Buffer | number[], o: FakeTaskOptions = {}): ScsiTask & { requested: number[] } {
-  const requested: number[] = [];
+/**
+ * A task as a transport makes it (iscsi/task.ts): abort() fires its signal
+ * and rejects a pending dataOut; a test aborts it directly or through an
+ * `external` signal (a TMF). `source` yields the write data.
+ */
+export class FakeTask implements ScsiTask {
+  readonly attribute = 1;
+  readonly requested: number[] = [];
+  private readonly controller = new AbortController();
+
+  constructor(
+    readonly cdb: Buffer,
+    readonly nexus: ItNexus,
+    readonly expectedDataTransferLength: number,
+    readonly isWrite: boolean,
+    private readonly source: (length: number) => Promise<Buffer>,
+    readonly lun = 0,
+    external?: AbortSignal,
+  ) {
+    if (external?.aborted) this.abort(external.reason as Error);
+    else external?.addEventListener('abort', () => this.abort(external.reason as Error), { once: true });
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  get aborted(): boolean {
+    return this.controller.signal.aborted;
+  }
+
+  abort(reason: Error = new AbortError('task aborted')): void {
+    if (!this.aborted) this.controller.abort(reason);
+  }
+
+  dataOut(length: number): Promise<Buffer> {
+    this.requested.push(length);
+    const signal = this.controller.signal;
+    if (signal.aborted) return Promise.reject(signal.reason);
+    return new Promise<Buffer>((resolve, reject) => {
+      const onAbort = (): void => reject(signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.source(length).then(
+        (b) => (signal.removeEventListener('abort', onAbort), resolve(b)),
+        (e) => (signal.removeEventListener('abort', onAbort), reject(e)),
+      );
+    });
+  }
+}
+
+export function task(cdb: Buffer | number[], o: FakeTaskOptions = {}): FakeTask {
   const buf = Array.isArray(cdb) ? cdbOf(cdb) : cdb;
   const edtl = o.edtl ?? o.dataOut?.length ?? 4096 * 1024;
-  return {
-    lun: o.lun ?? 0,
-    cdb: buf,
-    nexus: o.nexus ?? defaultNexus,
-    expectedDataTransferLength: edtl,
-    attribute: 1,
-    isWrite: o.isWrite ?? true,
-    signal: o.signal ?? new AbortController().signal,
-    requested,
-    dataOut(length: number): Promise<Buffer> {
-      requested.push(length);
-      if (o.isWrite === false) return Promise.resolve(Buffer.alloc(0));
-      if (o.hangDataOut) return new Promise<Buffer>(() => undefined);
-      const src = o.dataOut ?? Buffer.alloc(0);
-      if (length > src.length) return Promise.reject(new Error('test: not enough data'));
-      return Promise.resolve(Buffer.from(src.subarray(0, length)));
-    },
+  const source = (length: number): Promise<Buffer> => {
+    if (o.isWrite === false) return Promise.resolve(Buffer.alloc(0));
+    if (o.hangDataOut) return new Promise<Buffer>(() => undefined);
+    const src = o.dataOut ?? Buffer.alloc(0);
+    if (length > src.length) return Promise.reject(new Error('test: not enough data'));
+    return Promise.resolve(Buffer.from(src.subarray(0, length)));
   };
+  return new FakeTask(buf, o.nexus ?? defaultNexus, edtl, o.isWrite ?? true, source, o.lun ?? 0, o.signal);
 }
 
 export const defaultNexus = nexus('iqn.2024-01.test:default');
