@@ -1,0 +1,84 @@
+/**
+ * Issue 11 point 6, the smaller points, over iSCSI (MAXIMUM SEGMENT LENGTH is in
+ * host-esxi.test.ts, where ESXi's rule that reads it is described):
+ *  - ESTIMATED STATUS UPDATE DELAY is 0 once a copy is done: nothing more will change, so a
+ *    host polling RECEIVE COPY STATUS(LID4) or RRTI must not be told to wait (SPC-5 6.22: the
+ *    delay until the status should be requested again);
+ *  - the first descriptor of VPD 8Fh is 0000h, Block Device ROD Token Limits: Windows reads
+ *    the ODX limits from it (pinned here so a reordering of descriptors is caught).
+ */
+import type { TestDaemon } from '../support/daemon';
+import { cdb } from '../support/initiator';
+import { naaOf } from '../support/host-xcopy';
+import { b2b, e4, lid4, rcrCdb, xcopyCdb } from '../scsi/copy/helpers';
+import { expectGood, odxDaemon, parseRrti, populateToken, rrti, rrtiCdb, session, writeUsingToken, type TestInitiator } from './odx';
+
+let d: TestDaemon;
+let c: TestInitiator;
+
+beforeAll(async () => {
+  d = await odxDaemon();
+  c = await session(d.port);
+});
+afterAll(async () => {
+  c.close();
+  await d.stop();
+});
+
+/** RECEIVE COPY STATUS(LID4): COPY OPERATION STATUS (byte 5) and ESTIMATED STATUS UPDATE DELAY (bytes 8-11). */
+async function copyStatusLid4(lun: number, listId: number): Promise<{ status: number; delay: number }> {
+  const r = await c.command(lun, rcrCdb(0x05, listId, 1024), { read: 1024 });
+  expectGood(r, 'RECEIVE COPY STATUS(LID4)');
+  return { status: r.data[5] & 0x7f, delay: r.data.readUInt32BE(8) };
+}
+
+describe('ESTIMATED STATUS UPDATE DELAY once a copy is done (issue 11 point 6)', () => {
+  // Issue 11 point 6: fails today: a finished operation reports FFFF_FFFEh.
+  it.failing('EXTENDED COPY(LID4), IMMED=0 and IMMED=1: RECEIVE COPY STATUS(LID4) after completion reports 0', async () => {
+    const naa = [await naaOf(c, 0), await naaOf(c, 1)];
+    const fg = lid4([e4(naa[0]), e4(naa[1])], [b2b(0, 1, 2048, 0, 0)], { listId: 0x51 });
+    expectGood(await c.command(0, xcopyCdb(1, fg.length), { dataOut: fg }), 'EXTENDED COPY(LID4)');
+    const a = await copyStatusLid4(0, 0x51);
+    expect(a.status).toBe(0x01);
+    expect(a.delay).toBe(0);
+
+    const bg = lid4([e4(naa[0]), e4(naa[1])], [b2b(0, 1, 2048, 0, 4096)], { listId: 0x52, immed: true });
+    expectGood(await c.command(0, xcopyCdb(1, bg.length), { dataOut: bg }), 'EXTENDED COPY(LID4) IMMED');
+    let b = await copyStatusLid4(0, 0x52);
+    for (let i = 0; i < 200 && b.status >= 0x10; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      b = await copyStatusLid4(0, 0x52);
+    }
+    expect(b.status).toBe(0x01);
+    expect(b.delay).toBe(0);
+  });
+
+  // Issue 11 point 6: fails today: RRTI of a finished PT or WUT reports FFFF_FFFEh.
+  it.failing('POPULATE TOKEN and WRITE USING TOKEN (Windows: IMMED=0): RRTI after completion reports 0', async () => {
+    expectGood(await populateToken(c, 0, 0x60, [[0, 256]]), 'POPULATE TOKEN');
+    const pt = await rrti(c, 0, 0x60);
+    expect(pt.status).toBe(0x01);
+    expect(pt.estimatedDelay).toBe(0);
+    expectGood(await writeUsingToken(c, 1, 0x61, pt.token!, [[0, 256]]), 'WRITE USING TOKEN');
+    const wut = await rrti(c, 1, 0x61);
+    expect(wut.status).toBe(0x01);
+    expect(wut.estimatedDelay).toBe(0);
+    // the same through a short allocation length (Windows reads the header first)
+    const r = await c.command(1, rrtiCdb(0x61, 32), { read: 32 });
+    expectGood(r, 'RRTI(32)');
+    expect(parseRrti(Buffer.concat([r.data, Buffer.alloc(600)])).estimatedDelay).toBe(0);
+  });
+});
+
+describe('VPD 8Fh descriptor order (issue 11 point 6)', () => {
+  it('the first third-party copy descriptor is 0000h (Block Device ROD Token Limits), on every LUN', async () => {
+    for (const lun of [0, 1]) {
+      const r = await c.command(lun, cdb.inquiry(4096, true, 0x8f), { read: 4096 });
+      expectGood(r, 'INQUIRY VPD 8Fh');
+      expect(r.data[1]).toBe(0x8f);
+      expect(r.data.readUInt16BE(2)).toBeGreaterThanOrEqual(4 + 0x20);
+      expect(r.data.readUInt16BE(4)).toBe(0x0000);
+      expect(r.data.readUInt16BE(6)).toBe(0x0020);
+    }
+  });
+});
