@@ -1,7 +1,8 @@
 /**
  * A direct-access logical unit (PDT 00h): identity from configuration, a
- * backing store, block limits, mode page state and the unit attention queues
- * of every I_T nexus. It knows nothing of the transport.
+ * backing store, block limits and mode page state; its reservations and unit
+ * attentions are in `state` (scsi/state/lu-state.ts: local, or shared by the
+ * nodes of a cluster). It knows nothing of the transport.
  *
  * Every change to the medium is one Mutation (mutate(), writeBlocks();
  * scsi/mutation.ts): range lock, access check, write guard, store call,
@@ -11,9 +12,9 @@ import type { BackingStore } from './backing-store';
 import { RangeLock } from './range-lock';
 import { Mutation, storeErrorToSense, type Durability } from './mutation';
 import { loadPersistedLu, writePersistedLu, type ModeState } from './persisted-lu';
-import { Reservations, registrationCovers, type Registration } from './reservations';
-import { SenseError, type UnitAttentionReason } from './sense';
-import type { ItNexus } from './types';
+import { SenseError } from './sense';
+import type { LuState, LuStateFactory } from './state/lu-state';
+import { localLuState } from './state/local-lu-state';
 
 export { storeErrorToSense };
 export type { ModeState };
@@ -66,6 +67,8 @@ export interface LogicalUnitOptions {
    * Without it, PTPL_C=0 and saving is not supported.
    */
   persistPath?: string;
+  /** Where reservations and unit attentions live (default: this process, LocalLuState). */
+  state?: LuStateFactory;
 }
 
 /**
@@ -87,8 +90,6 @@ export function defaultBlockLimits(blockSize: number, physicalBlockSize: number)
   };
 }
 
-const MAX_QUEUED_UAS = 16;
-
 /**
  * Runs before a write lands on bytes [offset, offset+length) of the LU, while
  * the writer holds that range of `writeLock`. Point-in-time ROD tokens use it
@@ -106,11 +107,9 @@ export class LogicalUnit {
   mode: ModeState;
   /** MODE SENSE PC=11b; undefined when the LU cannot save (no persistPath). */
   savedMode: ModeState | undefined;
-  readonly reservations: Reservations;
+  /** Reservations and unit attentions (scsi/state/lu-state.ts). */
+  readonly state: LuState;
   readonly persistPath: string | undefined;
-  private readonly uaQueues = new Map<string, UnitAttentionReason[]>();
-  /** Attached I_T nexuses (UA delivery to registrations). */
-  private readonly nexuses = new Map<string, ItNexus>();
   private persisting: Promise<void> = Promise.resolve();
   private readonly writeGuards = new Set<WriteGuard>();
 
@@ -130,10 +129,14 @@ export class LogicalUnit {
     this.identity = identity;
     this.limits = { ...defaultBlockLimits(store.blockSize, store.physicalBlockSize), ...options.limits };
     this.defaultMode = Object.freeze({ writeCacheEnabled: options.writeCacheEnabled ?? true, descriptorSense: false });
-    this.reservations = new Reservations({ toRegistration: (reg, reason) => this.queueUaForRegistration(reg, reason) });
     this.persistPath = options.persistPath;
     const persisted = this.persistPath ? loadPersistedLu(this.persistPath) : undefined;
-    if (persisted?.reservations?.aptpl) this.reservations.restore(persisted.reservations);
+    this.state = (options.state ?? localLuState)({
+      naa: identity.naa,
+      persisted: persisted?.reservations,
+      canPersist: this.persistPath !== undefined,
+      persist: () => this.persist(),
+    });
     this.savedMode = this.persistPath ? { ...this.defaultMode, ...persisted?.savedMode } : undefined;
     this.mode = { ...(this.savedMode ?? this.defaultMode) };
   }
@@ -149,7 +152,7 @@ export class LogicalUnit {
     const run = (): Promise<void> =>
       writePersistedLu(path, {
         version: 1,
-        reservations: this.reservations.aptpl ? this.reservations.snapshot() : undefined,
+        reservations: this.state.reservations.aptpl ? this.state.reservations.snapshot() : undefined,
         savedMode: this.savedMode,
       });
     const next = this.persisting.then(run, run);
@@ -159,7 +162,7 @@ export class LogicalUnit {
 
   /** SBC-4 4.6 / SPC-5 table: the store's size changed (resize): CAPACITY DATA HAS CHANGED to every nexus. */
   capacityChanged(): void {
-    this.queueUaForAll('UA_CAPACITY_DATA_HAS_CHANGED');
+    this.state.raiseUaForAll('UA_CAPACITY_DATA_HAS_CHANGED');
   }
 
   get blockSize(): number {
@@ -273,59 +276,4 @@ export class LogicalUnit {
       throw storeErrorToSense(err, true);
     }
   }
-
-  // ---- unit attentions (SAM-5 5.14, SPC-5 5.14) --------------------------------
-
-  /** A new I_T nexus sees this LU: start its queue with `reason` (POWER ON/RESET). */
-  addNexus(nexus: ItNexus, reason: UnitAttentionReason): void {
-    this.nexuses.set(nexus.key, nexus);
-    this.uaQueues.set(nexus.key, []);
-    this.queueUa(nexus.key, reason);
-  }
-
-  /** The I_T nexus is gone: its UA queue goes, and a RESERVE(6/10) it held is released (SPC-2 5.5.1). */
-  removeNexus(nexusKey: string): void {
-    this.nexuses.delete(nexusKey);
-    this.uaQueues.delete(nexusKey);
-    this.reservations.dropSpc2(nexusKey);
-  }
-
-  /** Keys of the attached nexuses that any of `regs` covers (PREEMPT AND ABORT). */
-  nexusKeysCovering(regs: readonly Registration[]): Set<string> {
-    const keys = new Set<string>();
-    for (const n of this.nexuses.values()) if (regs.some((r) => registrationCovers(r, n))) keys.add(n.key);
-    return keys;
-  }
-
-  /** Establish `reason` for every attached nexus a PR registration covers. */
-  queueUaForRegistration(reg: Registration, reason: UnitAttentionReason): void {
-    for (const n of this.nexuses.values()) if (registrationCovers(reg, n)) this.queueUa(n.key, reason);
-  }
-
-  /** Establish `reason` for one nexus. Reset-class UAs (29h) supersede everything queued. */
-  queueUa(nexusKey: string, reason: UnitAttentionReason): void {
-    let q = this.uaQueues.get(nexusKey);
-    if (!q) {
-      q = [];
-      this.uaQueues.set(nexusKey, q);
-    }
-    if (isResetUa(reason)) q.length = 0;
-    if (q.includes(reason) || q.length >= MAX_QUEUED_UAS) return;
-    q.push(reason);
-  }
-
-  /** Establish `reason` for every known nexus except `exceptKey`. */
-  queueUaForAll(reason: UnitAttentionReason, exceptKey?: string): void {
-    for (const key of this.uaQueues.keys()) if (key !== exceptKey) this.queueUa(key, reason);
-  }
-
-  /** Take the highest-priority pending UA for a nexus (oldest first; resets are alone). */
-  takeUa(nexusKey: string): UnitAttentionReason | undefined {
-    return this.uaQueues.get(nexusKey)?.shift();
-  }
-}
-
-function isResetUa(reason: UnitAttentionReason): boolean {
-  return reason === 'UA_POWER_ON_RESET' || reason === 'UA_POWER_ON_OCCURRED' ||
-    reason === 'UA_BUS_DEVICE_RESET_FUNCTION' || reason === 'UA_I_T_NEXUS_LOSS';
 }

@@ -106,6 +106,12 @@ function dataOut(task: ScsiTask, length: number): Promise<Buffer> {
   if (length > task.expectedDataTransferLength) {
     return Promise.reject(new Error(`dataOut(${length}) beyond EDTL ${task.expectedDataTransferLength}`));
   }
+  // More than the transport buffers for one command, asked for by what the CDB implies (not EDTL, so
+  // a legal underflow passes): SBC-4 6.6.4 (a transfer beyond the limit: INVALID FIELD IN CDB), as LIO
+  // answers a transfer beyond fabric_max_sectors. Thrown here, so UAs, D_SENSE and metrics apply.
+  if (task.maxDataOutLength !== undefined && length > task.maxDataOutLength) {
+    return Promise.reject(new SenseError('INVALID_FIELD_IN_CDB'));
+  }
   return task.dataOut(length);
 }
 
@@ -214,7 +220,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
     if (!Number.isInteger(o.lun) || o.lun < 0 || o.lun >= 16384) throw new Error(`LUN ${o.lun} out of range 0..16383`);
     if (this.luMap.has(o.lun)) throw new Error(`LUN ${o.lun} configured twice`);
     const lu = new LogicalUnit(o);
-    for (const n of this.nexuses.values()) lu.addNexus(n, 'UA_POWER_ON_RESET');
+    for (const n of this.nexuses.values()) lu.state.attachNexus(n, 'UA_POWER_ON_RESET');
     this.luMap.set(o.lun, lu);
     return lu;
   }
@@ -255,19 +261,19 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
     const after = this.lunInventory();
     for (const n of this.nexuses.values()) {
       if (before.get(n.key) === after.get(n.key)) continue;
-      for (const lu of this.unitsFor(n)) lu.queueUa(n.key, 'UA_REPORTED_LUNS_DATA_HAS_CHANGED');
+      for (const lu of this.unitsFor(n)) lu.state.raiseUa(n.key, 'UA_REPORTED_LUNS_DATA_HAS_CHANGED');
     }
   }
 
   attachNexus(nexus: ItNexus): void {
     this.nexuses.set(nexus.key, nexus);
     // SAM-5 6.3.1: the first command of a new I_T nexus sees POWER ON, RESET, OR BUS DEVICE RESET OCCURRED.
-    for (const lu of this.luMap.values()) lu.addNexus(nexus, 'UA_POWER_ON_RESET');
+    for (const lu of this.luMap.values()) lu.state.attachNexus(nexus, 'UA_POWER_ON_RESET');
   }
 
   detachNexus(nexus: ItNexus): void {
     this.nexuses.delete(nexus.key);
-    for (const lu of this.luMap.values()) lu.removeNexus(nexus.key);
+    for (const lu of this.luMap.values()) lu.state.detachNexus(nexus.key);
     this.copyManager.nexusLost(nexus.key); // retained copy results go with the nexus (SPC-5 5.17.4.4)
   }
 
@@ -317,12 +323,12 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
       }
       // SAM-5 5.14: report one pending unit attention, except to INQUIRY, REPORT LUNS, REQUEST SENSE.
       if (lu && !(entry.flags & CommandFlag.NO_UNIT_ATTENTION)) {
-        const ua = lu.takeUa(task.nexus.key);
+        const ua = lu.state.takeUa(task.nexus.key);
         if (ua) throw new SenseError(ua);
       }
       if (lu) {
         // SPC-5 5.14.2 / SPC-2 7.21: access under reservations, from the table's flags.
-        const why = lu.reservations.conflicts(task.nexus, {
+        const why = lu.state.reservations.conflicts(task.nexus, {
           prAllowed: (entry.flags & CommandFlag.PR_ALLOWED) !== 0,
           prRead: (entry.flags & CommandFlag.PR_READ) !== 0,
           spc2Allowed: (entry.flags & CommandFlag.SPC2_ALLOWED) !== 0,
@@ -388,7 +394,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
     const invalid = validateCdb(entry, cdb);
     if (invalid) throw invalid;
     // Reservations as for host commands (SPC-5 5.14.2), from the table's flags.
-    const why = lu.reservations.conflicts(nexus, {
+    const why = lu.state.reservations.conflicts(nexus, {
       prAllowed: (entry.flags & CommandFlag.PR_ALLOWED) !== 0,
       prRead: (entry.flags & CommandFlag.PR_READ) !== 0,
       spc2Allowed: (entry.flags & CommandFlag.SPC2_ALLOWED) !== 0,
@@ -423,7 +429,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
         if (!lu) return 'no-such-lun';
         const affected = await this.abortTasks((t) => t.lun === lun);
         // SAM-5 7.4 with TAS=0: other nexuses whose tasks were cleared get 6/2F/00.
-        for (const key of affected) if (key !== nexus.key) lu.queueUa(key, 'UA_COMMANDS_CLEARED_BY_ANOTHER_INITIATOR');
+        for (const key of affected) if (key !== nexus.key) lu.state.raiseUa(key, 'UA_COMMANDS_CLEARED_BY_ANOTHER_INITIATOR');
         return 'complete';
       }
       case TmfFunction.CLEAR_ACA:
@@ -433,7 +439,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
         if (!lu) return 'no-such-lun';
         await this.abortTasks((t) => t.lun === lun);
         await this.copyManager.reset(lun); // SPC-5 5.17.4.5: a reset aborts the LU's copies, I/O stopped first
-        this.resetLogicalUnit(lu, 'UA_BUS_DEVICE_RESET_FUNCTION');
+        lu.state.reset('UA_BUS_DEVICE_RESET_FUNCTION'); // SAM-5 6.3.3; SPC-2 5.5.1
         this.logger.info({ lun, initiator: nexus.initiatorPortName }, 'logical unit reset');
         return 'complete';
       }
@@ -442,7 +448,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
         await this.abortTasks(() => true);
         await this.copyManager.reset();
         const reason: UnitAttentionReason = fn === TmfFunction.TARGET_COLD_RESET ? 'UA_POWER_ON_OCCURRED' : 'UA_BUS_DEVICE_RESET_FUNCTION';
-        for (const l of this.luMap.values()) this.resetLogicalUnit(l, reason);
+        for (const l of this.luMap.values()) l.state.reset(reason);
         this.logger.info({ initiator: nexus.initiatorPortName, cold: fn === TmfFunction.TARGET_COLD_RESET }, 'target reset');
         return 'complete';
       }
@@ -450,15 +456,6 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
         // ABORT TASK is done by the transport on its own task's signal; TASK REASSIGN needs ERL 2.
         return 'not-supported';
     }
-  }
-
-  /**
-   * SAM-5 6.3.3: LU reset -> unit attention for every I_T nexus; RESERVE(6/10)
-   * reservations are released (SPC-2 5.5.1), persistent ones stay (SPC-5 5.14.1).
-   */
-  private resetLogicalUnit(lu: LogicalUnit, reason: UnitAttentionReason): void {
-    lu.reservations.dropSpc2();
-    lu.queueUaForAll(reason);
   }
 
   async close(): Promise<void> {

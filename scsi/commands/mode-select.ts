@@ -67,7 +67,7 @@ export async function executeModeSelect(ctx: CommandContext): Promise<CommandRes
     if (lu.mode.writeCacheEnabled && !next.writeCacheEnabled) await lu.flush(); // WCE 1 -> 0: nothing left volatile
     lu.mode = next;
     // SAM-5 5.14 / SPC-5 7.5.2: other I_T nexuses learn of it by MODE PARAMETERS CHANGED.
-    lu.queueUaForAll('UA_MODE_PARAMETERS_CHANGED', ctx.task.nexus.key);
+    lu.state.raiseUaForAll('UA_MODE_PARAMETERS_CHANGED', ctx.task.nexus.key);
   }
   if (save) {
     lu.savedMode = { ...next };

@@ -1,11 +1,12 @@
 /**
  * PERSISTENT RESERVE IN (5Eh), SPC-5 6.16; reference 4.12: READ KEYS,
  * READ RESERVATION, REPORT CAPABILITIES, READ FULL STATUS. The state is
- * the LU's `Reservations`; this file only encodes it.
+ * the LU's reservations (lu.state); this file only encodes them.
  */
 import type { CommandContext, CommandResult } from '../command-context';
 import { allocationLimited } from '../command-context';
-import type { Registration, Reservations } from '../reservations';
+import type { Registration } from '../reservations';
+import type { ReservationsView } from '../state/lu-state';
 import { isAllRegistrants, PrType } from '../reservations';
 
 /** PERSISTENT RESERVE IN service actions. */
@@ -27,7 +28,7 @@ function header(generation: number, additionalLength: number): Buffer {
 
 /** READ KEYS (SPC-5 6.16.2): every registered key, one per registration. */
 export async function executeReadKeys(ctx: CommandContext): Promise<CommandResult> {
-  const pr = ctx.lu!.reservations;
+  const pr = ctx.lu!.state.reservations;
   const keys = Buffer.alloc(8 * pr.registrations.length);
   pr.registrations.forEach((r, i) => keys.writeBigUInt64BE(r.key, 8 * i));
   return allocationLimited(Buffer.concat([header(pr.generation, keys.length), keys]), allocationLength(ctx));
@@ -35,7 +36,7 @@ export async function executeReadKeys(ctx: CommandContext): Promise<CommandResul
 
 /** READ RESERVATION (SPC-5 6.16.3): key 0 for all-registrants types (5.14.5.4). */
 export async function executeReadReservation(ctx: CommandContext): Promise<CommandResult> {
-  const pr = ctx.lu!.reservations;
+  const pr = ctx.lu!.state.reservations;
   const res = pr.reservation;
   if (!res) return allocationLimited(header(pr.generation, 0), allocationLength(ctx));
   const body = Buffer.alloc(16);
@@ -52,7 +53,7 @@ export async function executeReportCapabilities(ctx: CommandContext): Promise<Co
   // CRH=1 (RESERVE/RELEASE per SPC-5 5.14.3), SIP_C=0, ATP_C=1, PTPL_C when the LU can persist.
   b[2] = 0x10 | 0x04 | (lu.persistPath ? 0x01 : 0x00);
   // TMV=1, ALLOW COMMANDS 001b (TEST UNIT READY allowed through WE/EA), PTPL_A.
-  b[3] = 0x80 | (0x1 << 4) | (lu.reservations.aptpl ? 0x01 : 0x00);
+  b[3] = 0x80 | (0x1 << 4) | (lu.state.reservations.aptpl ? 0x01 : 0x00);
   // PERSISTENT RESERVATION TYPE MASK: every type.
   b[4] = 0x80 | 0x40 | 0x20 | 0x08 | 0x02; // WR_EX_AR, EX_AC_RO, WR_EX_RO, EX_AC, WR_EX
   b[5] = 0x01; // EX_AC_AR
@@ -75,7 +76,7 @@ export function encodeIscsiTransportId(initiatorPortName: string): Buffer {
   return b;
 }
 
-function fullStatusDescriptor(pr: Reservations, r: Registration): Buffer {
+function fullStatusDescriptor(pr: ReservationsView, r: Readonly<Registration>): Buffer {
   const res = pr.reservation;
   const holder = res !== undefined && (isAllRegistrants(res.type) || res.holder === r);
   const tid = encodeIscsiTransportId(r.initiatorPortName);
@@ -91,7 +92,7 @@ function fullStatusDescriptor(pr: Reservations, r: Registration): Buffer {
 
 /** READ FULL STATUS (SPC-5 6.16.5): one descriptor per registration. */
 export async function executeReadFullStatus(ctx: CommandContext): Promise<CommandResult> {
-  const pr = ctx.lu!.reservations;
+  const pr = ctx.lu!.state.reservations;
   const descriptors = Buffer.concat(pr.registrations.map((r) => fullStatusDescriptor(pr, r)));
   return allocationLimited(Buffer.concat([header(pr.generation, descriptors.length), descriptors]), allocationLength(ctx));
 }

@@ -1,8 +1,8 @@
 /**
  * PERSISTENT RESERVE OUT (5Fh), SPC-5 6.17; reference 4.12. Decodes the CDB
  * and the parameter list, then applies the service action to the LU's
- * `Reservations` (scsi/reservations.ts), which holds the rules. With APTPL
- * the new state is on disk before GOOD.
+ * reservations as one transaction (lu.state.changeReservations; the rules are
+ * in scsi/reservations.ts). With APTPL the new state is durable before GOOD.
  */
 import type { CommandContext, CommandResult } from '../command-context';
 import type { LogicalUnit } from '../logical-unit';
@@ -58,13 +58,8 @@ function checkAptpl(lu: LogicalUnit, aptpl: boolean, byte: number): void {
   if (aptpl && !lu.persistPath) throw invalidParameterField(byte, 0);
 }
 
-async function persistIfNeeded(lu: LogicalUnit, wasAptpl: boolean): Promise<void> {
-  if (wasAptpl || lu.reservations.aptpl) await lu.persist();
-}
-
 async function executeBasic(ctx: CommandContext, action: number): Promise<CommandResult> {
   const lu = ctx.lu!;
-  const pr = lu.reservations;
   const typed = action === PrOutAction.RESERVE || action === PrOutAction.RELEASE ||
     action === PrOutAction.PREEMPT || action === PrOutAction.PREEMPT_AND_ABORT;
   const type = checkScopeAndType(ctx.cdb, typed);
@@ -72,28 +67,29 @@ async function executeBasic(ctx: CommandContext, action: number): Promise<Comman
   // SIP_C=0: SPEC_I_PT is not supported (SPC-5 6.17.4).
   if (p.specIPt) throw invalidParameterField(20, 3);
   const nexus = ctx.task.nexus;
-  const wasAptpl = pr.aptpl;
   switch (action) {
     case PrOutAction.REGISTER:
-    case PrOutAction.REGISTER_AND_IGNORE_EXISTING_KEY:
+    case PrOutAction.REGISTER_AND_IGNORE_EXISTING_KEY: {
       checkAptpl(lu, p.aptpl, 20);
-      pr.register(nexus, { ...p, ignoreExistingKey: action === PrOutAction.REGISTER_AND_IGNORE_EXISTING_KEY });
+      const input = { ...p, ignoreExistingKey: action === PrOutAction.REGISTER_AND_IGNORE_EXISTING_KEY };
+      await lu.state.changeReservations((r) => r.register(nexus, input));
       break;
+    }
     case PrOutAction.RESERVE:
-      pr.reserve(nexus, p.reservationKey, type);
+      await lu.state.changeReservations((r) => r.reserve(nexus, p.reservationKey, type));
       break;
     case PrOutAction.RELEASE:
-      pr.release(nexus, p.reservationKey, type);
+      await lu.state.changeReservations((r) => r.release(nexus, p.reservationKey, type));
       break;
     case PrOutAction.CLEAR:
-      pr.clear(nexus, p.reservationKey);
+      await lu.state.changeReservations((r) => r.clear(nexus, p.reservationKey));
       break;
     case PrOutAction.PREEMPT:
     case PrOutAction.PREEMPT_AND_ABORT: {
-      const removed = pr.preempt(nexus, p.reservationKey, p.serviceActionKey, type);
+      const removed = await lu.state.changeReservations((r) => r.preempt(nexus, p.reservationKey, p.serviceActionKey, type));
       if (action === PrOutAction.PREEMPT_AND_ABORT) {
         // SPC-5 5.14.12.3: the preempted I_T nexuses' tasks are aborted; never our own.
-        const keys = lu.nexusKeysCovering(removed);
+        const keys = lu.state.nexusKeysCovering(removed);
         keys.delete(nexus.key);
         if (keys.size) await ctx.device.abortTasksOf(ctx.lun, keys);
       }
@@ -102,7 +98,6 @@ async function executeBasic(ctx: CommandContext, action: number): Promise<Comman
     default:
       throw new Error(`PR OUT: service action ${action} has no basic handler`);
   }
-  await persistIfNeeded(lu, wasAptpl);
   return {};
 }
 
@@ -149,8 +144,7 @@ export async function executeRegisterAndMove(ctx: CommandContext): Promise<Comma
   if (BASIC_LIST + tidLength > b.length) throw new SenseError('PARAMETER_LIST_LENGTH_ERROR');
   const initiatorPortName = decodeIscsiTransportId(b.subarray(BASIC_LIST, BASIC_LIST + tidLength), BASIC_LIST);
   if (!ctx.device.relativeTargetPorts.includes(relativeTargetPort)) throw invalidParameterField(18);
-  const wasAptpl = lu.reservations.aptpl;
-  lu.reservations.registerAndMove(ctx.task.nexus, reservationKey, serviceActionKey, { initiatorPortName, relativeTargetPort }, unreg, aptpl);
-  await persistIfNeeded(lu, wasAptpl);
+  const nexus = ctx.task.nexus;
+  await lu.state.changeReservations((r) => r.registerAndMove(nexus, reservationKey, serviceActionKey, { initiatorPortName, relativeTargetPort }, unreg, aptpl));
   return {};
 }

@@ -11,7 +11,7 @@ export async function executeRequestSense(ctx: CommandContext): Promise<CommandR
   const allocationLength = ctx.cdb[4];
   let reason: SenseReason = 'NO_SENSE';
   if (!ctx.lu) reason = 'LOGICAL_UNIT_NOT_SUPPORTED';
-  else reason = ctx.lu.takeUa(ctx.task.nexus.key) ?? 'NO_SENSE';
+  else reason = ctx.lu.state.takeUa(ctx.task.nexus.key) ?? 'NO_SENSE';
   const input = senseCodes(reason);
   const data = desc ? encodeDescriptorSense(input) : encodeFixedSense(input);
   const n = Math.min(data.length, allocationLength);

@@ -9,12 +9,14 @@ import type { CommandContext, CommandResult } from '../command-context';
 export async function executeReserve(ctx: CommandContext): Promise<CommandResult> {
   // RESERVE(10) may carry a parameter list only for third-party reservations, which the mask forbids.
   ctx.dataOutLength = 0;
-  ctx.lu!.reservations.reserveSpc2(ctx.task.nexus);
+  const nexus = ctx.task.nexus;
+  await ctx.lu!.state.changeReservations((r) => r.reserveSpc2(nexus));
   return {};
 }
 
 export async function executeRelease(ctx: CommandContext): Promise<CommandResult> {
   ctx.dataOutLength = 0;
-  ctx.lu!.reservations.releaseSpc2(ctx.task.nexus);
+  const nexus = ctx.task.nexus;
+  await ctx.lu!.state.changeReservations((r) => r.releaseSpc2(nexus));
   return {};
 }

@@ -33,8 +33,8 @@ describe('persisted LU state', () => {
   it('a valid file restores reservations and saved mode pages', () => {
     writeFileSync(path, JSON.stringify(good));
     const lu = unit(path);
-    expect(lu.reservations.generation).toBe(3);
-    expect(lu.reservations.registrations.map((r) => r.key)).toEqual([0xabcn]);
+    expect(lu.state.reservations.generation).toBe(3);
+    expect(lu.state.reservations.registrations.map((r) => r.key)).toEqual([0xabcn]);
     expect(lu.mode).toEqual({ writeCacheEnabled: false, descriptorSense: true });
   });
 
