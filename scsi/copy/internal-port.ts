@@ -1,43 +1,53 @@
 /**
- * The copy manager's internal initiator port (CTL's model, reference 2.7):
- * every piece of copy I/O is admitted by the owning device's own pipeline
- * checks for an internal READ(16)/WRITE(16) issued on the originating I_T
- * nexus (LU visibility, CDB, write protect, reservations) plus the SBC range
- * check, exactly like host I/O. The bytes then move inside the kernel through
- * BackingStore.copyRange, or through read/write when a store has no
- * copyRange (the fallback for stores without it), never over the wire.
+ * The copy manager's internal initiator port (CTL's model, reference 2.7),
+ * the one way EXTENDED COPY, POPULATE TOKEN and WRITE USING TOKEN touch the
+ * medium:
+ *
+ *  - admission: every piece of copy I/O is admitted by the owning device's
+ *    own pipeline checks for an internal READ(16)/WRITE(16) issued on the
+ *    originating I_T nexus (LU visibility, CDB, write protect, reservations)
+ *    plus the SBC range check, exactly like host I/O, and again for every
+ *    step (an ACL, LUN map or reservation change between steps applies);
+ *  - a step (writeStep): the destination blocks are one Mutation of the LU
+ *    (range lock, so COMPARE AND WRITE stays atomic; the step's admission
+ *    runs once the range is held, atomically with the write; the write
+ *    guard of point-in-time tokens; store error mapping), and its bytes are
+ *    moved by the one data mover (mover.ts) or written as zeros;
+ *  - durability: a copy's steps are 'deferred' mutations, made durable once
+ *    at the end when the destination is write-through (WCE=0).
  */
 import type { ItNexus } from '../types';
 import { ScsiStatus } from '../types';
 import type { LogicalUnit } from '../logical-unit';
-import { storeErrorToSense } from '../logical-unit';
+import type { Mutation } from '../mutation';
+import { storeErrorToSense } from '../mutation';
+import { Opcode } from '../opcodes';
 import type { CopyTarget } from './cscd';
+import { CopyIoError, moveData, type MoveOptions } from './mover';
 
-const READ_16 = 0x88;
-const WRITE_16 = 0x8a;
-const TEST_UNIT_READY = 0x00;
-/** Buffer size of the read/write fallback (and of overlapping copies inside one store). */
-export const FALLBACK_BUFFER_BYTES = 1024 * 1024;
+export { CopyIoError };
+
+export type CopySide = 'source' | 'destination';
 
 /** An internal command ended with a status other than CHECK CONDITION (RESERVATION CONFLICT). */
 export class CopyStatusError extends Error {
   constructor(
     readonly status: ScsiStatus,
-    readonly side: 'source' | 'destination',
+    readonly side: CopySide,
   ) {
     super(`internal ${side} command: status ${status}`);
     this.name = 'CopyStatusError';
   }
 }
 
-/** A store failure during copy I/O, with the side it happened on (forwarded-sense source). */
-export class CopyIoError extends Error {
+/** An admission error of the internal port, with the side it happened on. */
+export class CopySideError extends Error {
   constructor(
     readonly failure: unknown,
-    readonly side: 'source' | 'destination',
+    readonly side: CopySide,
   ) {
-    super(`copy ${side} I/O failed: ${(failure as Error)?.message ?? String(failure)}`);
-    this.name = 'CopyIoError';
+    super((failure as Error)?.message ?? String(failure));
+    this.name = 'CopySideError';
   }
 }
 
@@ -54,98 +64,50 @@ function ioCdb(opcode: number, lba: bigint, blocks: bigint): Buffer {
  * not accessible) or CopyStatusError (reservation conflict).
  */
 export function admit(target: CopyTarget, nexus: ItNexus, kind: 'read' | 'write' | 'tur', lba = 0n, blocks = 0n): void {
-  const side = kind === 'write' ? 'destination' : 'source';
-  const cdb = kind === 'tur' ? Buffer.alloc(6) : ioCdb(kind === 'write' ? WRITE_16 : READ_16, lba, blocks);
-  if (kind === 'tur') cdb[0] = TEST_UNIT_READY;
+  const side: CopySide = kind === 'write' ? 'destination' : 'source';
+  const cdb = kind === 'tur' ? Buffer.alloc(6) : ioCdb(kind === 'write' ? Opcode.WRITE_16 : Opcode.READ_16, lba, blocks);
+  if (kind === 'tur') cdb[0] = Opcode.TEST_UNIT_READY;
   const status = target.device.admitCopyIo(nexus, target.lun, cdb);
   if (status !== undefined && status !== ScsiStatus.GOOD) throw new CopyStatusError(status, side);
   if (kind !== 'tur') target.lu.checkRange(lba, blocks); // SBC-4 4.5, as READ/WRITE do
 }
 
-export interface MoveOptions {
-  signal: AbortSignal;
-  /** Bytes of this move done so far. */
-  onProgress: (bytes: number) => void;
+/** admit() for the bytes [offset, offset+length) of a side, its errors marked with the side. */
+export function admitBytes(target: CopyTarget, nexus: ItNexus, side: CopySide, offset: number, length: number): void {
+  const bs = target.lu.blockSize;
+  const lba = BigInt(Math.floor(offset / bs));
+  const end = BigInt(Math.ceil((offset + length) / bs));
+  sided(side, () => admit(target, nexus, side === 'destination' ? 'write' : 'read', lba, end - lba));
 }
 
-function abortError(signal: AbortSignal): Error {
-  const r = signal.reason;
-  return r instanceof Error ? r : Object.assign(new Error('copy aborted'), { name: 'AbortError' });
+/** Run `fn`; an error other than a status becomes a CopySideError of `side`. */
+export function sided<T>(side: CopySide, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof CopyStatusError) throw err;
+    throw new CopySideError(err, side);
+  }
 }
 
 /**
- * Move `length` bytes from src to dst. The destination block range is held in
- * its LU's write lock so the copy is atomic with respect to COMPARE AND WRITE
- * and ordered with other writes to those blocks.
+ * One step of a copy into `dst` bytes [offset, offset+length): hold them as
+ * one deferred Mutation, run `admitStep` once they are held (both sides'
+ * access for this step), then `body`, which writes through the mutation
+ * (moveInto, m.writeZeros, ...).
  */
-export async function moveBytes(src: LogicalUnit, dst: LogicalUnit, srcOffset: number, dstOffset: number, length: number, o: MoveOptions): Promise<void> {
-  if (length === 0) return;
-  if (o.signal.aborted) throw abortError(o.signal);
-  const bs = BigInt(dst.blockSize);
-  const firstLba = BigInt(dstOffset) / bs;
-  const lastLba = (BigInt(dstOffset + length) + bs - 1n) / bs;
-  const release = await dst.writeLock.acquire(firstLba, lastLba - firstLba);
+export async function writeStep<T>(dst: LogicalUnit, offset: number, length: number, admitStep: () => void, body: (m: Mutation) => Promise<T>): Promise<T> {
+  const m = await dst.mutate(offset, length, 'deferred', admitStep);
   try {
-    await dst.beforeWrite(dstOffset, length); // point-in-time tokens covering the destination save first
-    const sameStore = src.store === dst.store;
-    const overlaps = sameStore && srcOffset < dstOffset + length && dstOffset < srcOffset + length;
-    if (!overlaps && src.store.copyRange) {
-      try {
-        await src.store.copyRange(dst.store, srcOffset, dstOffset, length, { signal: o.signal, onProgress: o.onProgress });
-      } catch (err) {
-        if (o.signal.aborted) throw abortError(o.signal);
-        throw new CopyIoError(err, 'destination');
-      }
-    } else {
-      await bufferedMove(src, dst, srcOffset, dstOffset, length, overlaps && dstOffset > srcOffset, o);
-    }
+    return await body(m);
   } finally {
-    release();
+    m.release();
   }
 }
 
-/** read/write in bounded chunks; backwards when an overlapping destination lies after the source. */
-async function bufferedMove(src: LogicalUnit, dst: LogicalUnit, srcOffset: number, dstOffset: number, length: number, backwards: boolean, o: MoveOptions): Promise<void> {
-  let done = 0;
-  while (done < length) {
-    if (o.signal.aborted) throw abortError(o.signal);
-    const n = Math.min(FALLBACK_BUFFER_BYTES, length - done);
-    const at = backwards ? length - done - n : done;
-    let data: Buffer;
-    try {
-      data = await src.store.read(srcOffset + at, n);
-    } catch (err) {
-      throw new CopyIoError(err, 'source');
-    }
-    try {
-      await dst.store.write(dstOffset + at, data);
-    } catch (err) {
-      throw new CopyIoError(err, 'destination');
-    }
-    done += n;
-    o.onProgress(done);
-  }
-}
-
-/** Zeros after a padded residue (PAD=1), up to the end of the destination block. */
-export async function writeZeros(dst: LogicalUnit, offset: number, length: number): Promise<void> {
-  if (length === 0) return;
-  await dst.beforeWrite(offset, length);
-  try {
-    await dst.store.write(offset, Buffer.alloc(length));
-  } catch (err) {
-    throw new CopyIoError(err, 'destination');
-  }
-}
-
-/** Make the destination durable when its cache is write-through (WCE=0), as host writes are. */
-export async function syncIfWriteThrough(dst: LogicalUnit): Promise<void> {
-  if (dst.mode.writeCacheEnabled) return;
-  try {
-    await dst.store.flush();
-  } catch (err) {
-    throw new CopyIoError(err, 'destination');
-  }
+/** Move bytes of `src` into the held destination of `m` with the data mover. */
+export function moveInto(m: Mutation, src: LogicalUnit, srcOffset: number, dstOffset: number, length: number, o: MoveOptions): Promise<unknown> {
+  return m.move(dstOffset, length, (store) => moveData(src.store, store, srcOffset, dstOffset, length, o));
 }
 
 /** The sense a failed store operation maps to for the side that failed (for forwarded sense). */

@@ -31,6 +31,7 @@ import type { BackingStore } from '../backing-store';
 import type { LogicalUnit, WriteGuard } from '../logical-unit';
 import { SenseError, type SenseReason } from '../sense';
 import { designatorsOf } from './cscd';
+import { CopyIoError, moveData } from './mover';
 import {
   MAX_LIVE_TOKENS,
   MAX_SIDE_FILE_BYTES,
@@ -614,22 +615,19 @@ async function waitInflight(t: RodToken, offset: number, length: number): Promis
   }
 }
 
-const BUFFER_BYTES = 1024 * 1024;
-
-/** Move bytes between two stores: in the kernel when the source can, else through a buffer. */
-export async function copyBetween(src: BackingStore, dst: BackingStore, srcOffset: number, dstOffset: number, n: number, signal?: AbortSignal): Promise<void> {
-  if (n <= 0) return;
-  if (src.copyRange) {
-    await src.copyRange(dst, srcOffset, dstOffset, n, { signal });
-    return;
-  }
-  for (let done = 0; done < n; ) {
-    if (signal?.aborted) throw signal.reason;
-    const k = Math.min(BUFFER_BYTES, n - done);
-    await dst.write(dstOffset + done, await src.read(srcOffset + done, k));
-    done += k;
+/**
+ * Move bytes between two stores with the copy engine's one data mover; a
+ * failure comes out as the store's own error (a writer's guard or a WUT maps it).
+ */
+async function copyBetween(src: BackingStore, dst: BackingStore, srcOffset: number, dstOffset: number, n: number, signal?: AbortSignal): Promise<void> {
+  try {
+    await moveData(src, dst, srcOffset, dstOffset, n, { signal });
+  } catch (err) {
+    throw err instanceof CopyIoError ? err.failure : err;
   }
 }
+
+const BUFFER_BYTES = 1024 * 1024;
 
 /** A sparse in-memory side file (1 MiB pages), for devices built without a file factory. */
 class MemorySideStore implements BackingStore {

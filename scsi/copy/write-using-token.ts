@@ -22,10 +22,12 @@
 import * as BL from 'buffer-layout';
 import type { CommandContext, CommandResult } from '../command-context';
 import type { LogicalUnit } from '../logical-unit';
-import { storeErrorToSense } from '../logical-unit';
+import { storeErrorToSense } from '../mutation';
+import type { ItNexus } from '../types';
 import { SenseError, invalidParameterField } from '../sense';
 import { copyManagerOf, type CopyOperation } from './copy-manager';
-import { admit, syncIfWriteThrough } from './internal-port';
+import type { CopyTarget } from './cscd';
+import { CopyIoError, CopySideError, admit, admitBytes, writeStep } from './internal-port';
 import { MAX_RANGE_DESCRIPTORS, ROD_CHUNK_BYTES } from './limits';
 import { RANGE_DESCRIPTOR_BYTES, RodTokenSa, decodeRangeDescriptors, fetchParameters, rodTokensOf } from './populate-token';
 import { ROD_TOKEN_BYTES, creatorDesignator, decodeRodToken, isBlockDeviceZeroToken } from './rod-token';
@@ -99,10 +101,11 @@ export async function executeWriteUsingToken(ctx: CommandContext): Promise<Comma
 
   // The token is checked before the operation starts: every refusal is ILLEGAL REQUEST, nothing written.
   let token: RodToken | undefined;
+  let creator: CopyTarget | undefined;
   if (!isBlockDeviceZeroToken(wut.token)) {
     token = store.resolve(wut.token);
     // Only an I_T nexus that may access the creator LU may use its token (the copy scope).
-    const creator = manager.resolve(nexus, creatorDesignator(decodeRodToken(wut.token)));
+    creator = manager.resolve(nexus, creatorDesignator(decodeRodToken(wut.token)));
     if (!creator || creator.lu !== token.lu) throw new SenseError('TOKEN_UNKNOWN');
     // OFFSET INTO ROD x destination block size at or beyond the bytes represented -> 5/26/00 at byte 8.
     if (wut.offsetIntoRod * BigInt(lu.blockSize) >= BigInt(token.bytesRepresented)) throw invalidParameterField(8);
@@ -113,6 +116,8 @@ export async function executeWriteUsingToken(ctx: CommandContext): Promise<Comma
     }
   }
   const t = token;
+  const source = creator;
+  const port: WutPort = { nexus, destination: manager.own(ctx.lun, lu) };
   const deadline = wut.immed ? Infinity : Date.now() + store.wutDeadlineMs;
   if (t) store.hold(t);
   let started = false;
@@ -123,12 +128,10 @@ export async function executeWriteUsingToken(ctx: CommandContext): Promise<Comma
       async (op, log) => {
         started = true;
         try {
-          const progress = t
-            ? await writeFromToken(store, t, lu, wut, op, deadline)
-            : await writeZeros(lu, wut.ranges, op, deadline);
-          await syncIfWriteThrough(lu).catch((err) => {
-            throw storeErrorToSense(err, true);
-          });
+          const progress = await portErrors(() =>
+            t ? writeFromToken(store, t, source!, port, wut, op, deadline) : writeZeros(port, wut.ranges, op, deadline),
+          );
+          await lu.syncIfWriteThrough();
           if (progress.blocks < requested) {
             // SBC-4: a shortfall -> COPY TARGET DEVICE DATA UNDERRUN, INFORMATION = TRANSFER COUNT
             // (COPY ABORTED when something was written, ILLEGAL REQUEST when nothing was).
@@ -152,9 +155,36 @@ export async function executeWriteUsingToken(ctx: CommandContext): Promise<Comma
   }
 }
 
+/** The internal port of one WRITE USING TOKEN: who issued it and the LU it writes. */
+interface WutPort {
+  nexus: ItNexus;
+  destination: CopyTarget;
+}
+
+/**
+ * Errors of the port as a WUT reports them: a store failure -> its sense; a
+ * source LU the nexus can no longer reach -> COPY TARGET DEVICE NOT
+ * REACHABLE (as for a remote token's creator); other admission errors
+ * (write protect, range) as they are. RESERVATION CONFLICT passes as a status.
+ */
+async function portErrors<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof CopyIoError) throw storeErrorToSense(err.failure, err.side === 'destination');
+    if (err instanceof CopySideError) {
+      const f = err.failure;
+      if (err.side === 'source' && f instanceof SenseError && f.reason === 'LOGICAL_UNIT_NOT_SUPPORTED') throw new SenseError('COPY_TARGET_DEVICE_NOT_REACHABLE');
+      throw f;
+    }
+    throw err;
+  }
+}
+
 /** Copy ROD bytes into the destination ranges, step by step, until done, short of ROD, or out of time. */
-async function writeFromToken(store: RodTokenStore, t: RodToken, lu: LogicalUnit, wut: WriteUsingTokenParameters, op: CopyOperation, deadline: number): Promise<Progress> {
+async function writeFromToken(store: RodTokenStore, t: RodToken, source: CopyTarget, port: WutPort, wut: WriteUsingTokenParameters, op: CopyOperation, deadline: number): Promise<Progress> {
   const signal = op.controller.signal;
+  const lu = port.destination.lu;
   const dbs = lu.blockSize;
   const stepBlocks = Math.max(1, Math.floor(ROD_CHUNK_BYTES / dbs));
   let rod = Number(wut.offsetIntoRod) * dbs;
@@ -170,24 +200,20 @@ async function writeFromToken(store: RodTokenStore, t: RodToken, lu: LogicalUnit
       // At the deadline (after at least one step, so every WUT makes progress): stop, partial and contiguous.
       if (p.blocks > 0 && Date.now() >= deadline) return p;
       const n = Math.min(stepBlocks, r.blocks - k);
-      const lba = r.lba + BigInt(k);
-      const dst = Number(lba) * dbs;
+      const dst = Number(r.lba + BigInt(k)) * dbs;
       const take = Math.min(n * dbs, rodEnd - rod);
       const wrote = Math.ceil(take / dbs);
-      const release = await lu.writeLock.acquire(lba, BigInt(wrote));
-      try {
-        await lu.beforeWrite(dst, wrote * dbs);
-        try {
-          await store.readInto(t, lu.store, rod, dst, take, signal);
-          // Beyond the end of the ROD: the rest of the last block is zeros (SBC-4).
-          if (take < wrote * dbs) await lu.store.write(dst + take, Buffer.alloc(wrote * dbs - take));
-        } catch (err) {
-          if (signal.aborted || err instanceof SenseError) throw err;
-          throw storeErrorToSense(err, true);
-        }
-      } finally {
-        release();
-      }
+      const from = rod;
+      // The same rule as EXTENDED COPY: this step's source pieces and destination blocks, once held.
+      const admitStep = (): void => {
+        for (const piece of t.mapRod(from, take)) admitBytes(source, port.nexus, 'source', piece.src, piece.bytes);
+        admitBytes(port.destination, port.nexus, 'destination', dst, wrote * dbs);
+      };
+      await writeStep(lu, dst, wrote * dbs, admitStep, async (m) => {
+        await m.move(dst, take, (into) => store.readInto(t, into, from, dst, take, signal));
+        // Beyond the end of the ROD: the rest of the last block is zeros (SBC-4).
+        if (take < wrote * dbs) await m.writeZeros(dst + take, wrote * dbs - take);
+      });
       rod += take;
       k += wrote;
       p.blocks += wrote;
@@ -204,8 +230,9 @@ async function writeFromToken(store: RodTokenStore, t: RodToken, lu: LogicalUnit
 }
 
 /** The block device zero ROD token: deallocate (reads back zeros, LBPRZ) or write zeros. */
-async function writeZeros(lu: LogicalUnit, ranges: BlockRange[], op: CopyOperation, deadline: number): Promise<Progress> {
+async function writeZeros(port: WutPort, ranges: BlockRange[], op: CopyOperation, deadline: number): Promise<Progress> {
   const signal = op.controller.signal;
+  const lu = port.destination.lu;
   const dbs = lu.blockSize;
   const stepBlocks = Math.max(1, Math.floor((lu.store.canPunchHole ? ZERO_STEP_BYTES : ROD_CHUNK_BYTES) / dbs));
   const p: Progress = { blocks: 0, shortfall: false };
@@ -214,24 +241,14 @@ async function writeZeros(lu: LogicalUnit, ranges: BlockRange[], op: CopyOperati
       if (signal.aborted) throw signal.reason;
       if (p.blocks > 0 && Date.now() >= deadline) return p;
       const n = Math.min(stepBlocks, r.blocks - k);
-      const lba = r.lba + BigInt(k);
-      const release = await lu.writeLock.acquire(lba, BigInt(n));
-      try {
-        await lu.beforeWrite(Number(lba) * dbs, n * dbs);
-        try {
-          if (lu.store.canPunchHole) await lu.store.punchHole(Number(lba) * dbs, n * dbs);
-          else {
-            const zeros = Buffer.alloc(Math.min(n * dbs, 8 * 1024 * 1024));
-            for (let done = 0; done < n * dbs; done += zeros.length) {
-              await lu.store.write(Number(lba) * dbs + done, zeros.subarray(0, Math.min(zeros.length, n * dbs - done)));
-            }
-          }
-        } catch (err) {
-          throw storeErrorToSense(err, true);
-        }
-      } finally {
-        release();
-      }
+      const at = Number(r.lba + BigInt(k)) * dbs;
+      await writeStep(
+        lu,
+        at,
+        n * dbs,
+        () => admitBytes(port.destination, port.nexus, 'destination', at, n * dbs),
+        (m) => (lu.store.canPunchHole ? m.deallocate(at, n * dbs) : m.writeZeros(at, n * dbs)),
+      );
       k += n;
       p.blocks += n;
       op.rod!.blocks = p.blocks;
