@@ -11,6 +11,7 @@ import type { LogicalUnit } from '../logical-unit';
 import type { ItNexus } from '../types';
 import { ScsiStatus } from '../types';
 import { SenseError, encodeSenseError } from '../sense';
+import { AbortError } from '../abort';
 import type { CopyParameterList } from './extended-copy';
 import { ExtendedCopySa, ListIdUsage } from './extended-copy';
 import { designatorMatches, type CopyScope, type CopyTarget, type CopyTargetDevice, type Designator } from './cscd';
@@ -161,7 +162,7 @@ export class CopyManager {
   private foregroundResult(op: CopyOperation): CommandResult {
     if (op.state === 'completed') return {};
     if (op.abortCause === 'task-aborted' || op.abortCause === 'reset') {
-      throw Object.assign(new Error('copy aborted with its task'), { name: 'AbortError' });
+      throw new AbortError('copy aborted with its task');
     }
     if (op.state === 'failed' && op.completionStatus !== undefined && op.completionStatus !== ScsiStatus.CHECK_CONDITION) {
       return { status: op.completionStatus }; // e.g. RESERVATION CONFLICT from the internal port
@@ -228,7 +229,7 @@ export class CopyManager {
   private abortOp(op: CopyOperation, cause: AbortCause): void {
     if (op.state !== 'running' || op.controller.signal.aborted) return;
     op.abortCause = cause;
-    op.controller.abort(Object.assign(new Error(`copy aborted: ${cause}`), { name: 'AbortError' }));
+    op.controller.abort(new AbortError(`copy aborted: ${cause}`));
   }
 
   /**

@@ -21,7 +21,7 @@ import { ScsiStatus } from '../types';
 import type { LogicalUnit } from '../logical-unit';
 import type { Mutation } from '../mutation';
 import { storeErrorToSense } from '../mutation';
-import { Opcode } from '../opcodes';
+import { Opcode } from '../command-entry';
 import type { CopyTarget } from './cscd';
 import { CopyIoError, moveData, type MoveOptions } from './mover';
 

@@ -15,6 +15,7 @@
  * destination is an LU; side files are the token store's own.
  */
 import type { BackingStore, CopyRangeResult } from '../backing-store';
+import { abortReason } from '../abort';
 
 /** Piece size of the fallback (and the most it holds in memory at once). */
 export const FALLBACK_PIECE_BYTES = 1024 * 1024;
@@ -36,10 +37,6 @@ export class CopyIoError extends Error {
   }
 }
 
-function aborted(signal: AbortSignal): unknown {
-  return signal.reason ?? Object.assign(new Error('copy aborted'), { name: 'AbortError' });
-}
-
 /**
  * Move [srcOffset, srcOffset+n) of `src` to `dst` at dstOffset. Rejects with
  * the signal's reason when aborted, else with a CopyIoError naming the side
@@ -48,18 +45,18 @@ function aborted(signal: AbortSignal): unknown {
 export async function moveData(src: BackingStore, dst: BackingStore, srcOffset: number, dstOffset: number, n: number, o: MoveOptions = {}): Promise<CopyRangeResult | undefined> {
   if (n <= 0) return undefined;
   const signal = o.signal;
-  if (signal?.aborted) throw aborted(signal);
+  if (signal?.aborted) throw abortReason(signal, 'copy aborted');
   if (src.copyRange) {
     try {
       return await src.copyRange(dst, srcOffset, dstOffset, n, { signal, onProgress: o.onProgress });
     } catch (err) {
-      if (signal?.aborted) throw aborted(signal);
+      if (signal?.aborted) throw abortReason(signal, 'copy aborted');
       throw new CopyIoError(err, 'destination');
     }
   }
   const backwards = src === dst && dstOffset > srcOffset && srcOffset + n > dstOffset;
   for (let done = 0; done < n; ) {
-    if (signal?.aborted) throw aborted(signal);
+    if (signal?.aborted) throw abortReason(signal, 'copy aborted');
     const k = Math.min(FALLBACK_PIECE_BYTES, n - done);
     const at = backwards ? n - done - k : done;
     let data: Buffer;

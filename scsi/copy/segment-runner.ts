@@ -9,6 +9,7 @@
 import type { LogicalUnit } from '../logical-unit';
 import type { ItNexus } from '../types';
 import { SenseError, senseCodes, SenseKey } from '../sense';
+import { isAbortError } from '../abort';
 import type { CopyParameterList } from './extended-copy';
 import type { CopyOperation } from './copy-operation';
 import type { CopyTarget, CopyTargetDevice, CscdDescriptor, Designator } from './cscd';
@@ -159,7 +160,7 @@ async function moveSegment(op: CopyOperation, p: PreparedSegment, nexus: ItNexus
  */
 function withSegment(err: unknown, p: PreparedSegment, op: CopyOperation): unknown {
   if (err instanceof CopyStatusError) return err;
-  if (isAbort(err)) return err;
+  if (isAbortError(err)) return err;
   const segIndex = p.seg.index;
   if (err instanceof SenseError && senseCodes(err.reason).key === SenseKey.COPY_ABORTED) {
     return err.commandSpecific === undefined ? new SenseError(err.reason, { field: err.field, information: err.information, commandSpecific: segIndex }) : err;
@@ -184,8 +185,4 @@ function withSegment(err: unknown, p: PreparedSegment, op: CopyOperation): unkno
   }
   if (!(cause instanceof SenseError) && !(err instanceof CopyIoError)) return err; // a bug: INTERNAL TARGET FAILURE path
   return new SenseError('COPY_THIRD_PARTY_DEVICE_FAILURE', options);
-}
-
-function isAbort(err: unknown): boolean {
-  return (err as Error | undefined)?.name === 'AbortError';
 }
