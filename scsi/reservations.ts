@@ -4,7 +4,7 @@
  * reservations (SPC-2 7.21, 7.23). The state and its rules live here; the
  * handlers in commands/persistent-reserve-*.ts and commands/reserve-release.ts
  * decode CDBs and parameter lists and call these methods; the core
- * (scsi-device.ts) asks `conflicts()` before every handler, driven by the
+ * (admission.ts) asks `conflicts()` before every handler, driven by the
  * command table's PR_* / SPC2_* flags.
  *
  * Registrations belong to an I_T nexus, identified by the initiator port name
@@ -12,6 +12,7 @@
  * 00b) and the relative target port, or to every target port with ALL_TG_PT.
  */
 import type { ItNexus } from './types';
+import { CommandFlag } from './command-entry';
 import { SenseError, invalidCdbField, invalidParameterField, type UnitAttentionReason } from './sense';
 
 /** PERSISTENT RESERVE OUT TYPE codes (SPC-5 table 169). */
@@ -49,15 +50,6 @@ export class ReservationConflict extends Error {
   }
 }
 
-/** How a command may run while a reservation is held (the command table's flags, read by the core). */
-export interface ReservationAccess {
-  /** Allowed under every persistent reservation type (SPC-5 table 63 "Allowed" everywhere). */
-  prAllowed: boolean;
-  /** A read: allowed under the Write Exclusive types from any I_T nexus. */
-  prRead: boolean;
-  /** Allowed while another I_T nexus holds a RESERVE(6/10) reservation. */
-  spc2Allowed: boolean;
-}
 
 export interface Registration {
   key: bigint;
@@ -134,15 +126,18 @@ export class Reservations {
 
   /**
    * The access check of the core (SPC-5 5.14.2 and table 63; SPC-2 7.21.1):
-   * a conflict for `nexus` running a command with `access`, or undefined.
+   * a conflict for `nexus` running a command with the command table's
+   * `flags` (PR_ALLOWED: allowed under every type; PR_READ: a read, allowed
+   * under the Write Exclusive types; SPC2_ALLOWED: allowed while another
+   * nexus holds RESERVE(6/10)), or undefined.
    */
-  conflicts(nexus: ItNexus, access: ReservationAccess): string | undefined {
-    if (this.spc2Holder !== undefined && this.spc2Holder !== nexus.key && !access.spc2Allowed) return 'RESERVE(6/10) held by another I_T nexus';
+  conflicts(nexus: ItNexus, flags: number): string | undefined {
+    if (this.spc2Holder !== undefined && this.spc2Holder !== nexus.key && !(flags & CommandFlag.SPC2_ALLOWED)) return 'RESERVE(6/10) held by another I_T nexus';
     const res = this.reservation;
-    if (!res || access.prAllowed) return undefined;
+    if (!res || flags & CommandFlag.PR_ALLOWED) return undefined;
     if (this.isHolder(nexus)) return undefined;
     if (registrantsHaveAccess(res.type) && this.registrationOf(nexus)) return undefined;
-    if (isWriteExclusive(res.type) && access.prRead) return undefined;
+    if (isWriteExclusive(res.type) && flags & CommandFlag.PR_READ) return undefined;
     return `persistent reservation type ${res.type}`;
   }
 

@@ -1,11 +1,15 @@
 /**
- * The SCSI target device: LUN map, command pipeline, unit attentions and task
- * management. Implements the transport contract `ScsiDevice` of scsi/types.ts.
+ * The SCSI target device: the command pipeline and task management.
+ * Implements the transport contract `ScsiDevice` of scsi/types.ts. Its parts:
+ * lun-map.ts (which LU a nexus reaches under which LUN), task-set.ts (the
+ * running commands, aborted by TMFs and resets), admission.ts (the checks
+ * before a handler, shared with the copy engine's internal port), and each
+ * LU's state (reservations, unit attentions: scsi/state/).
  *
  * Pipeline for one command (execute):
- *   LUN check -> command table lookup -> CDB usage-mask validation ->
+ *   LUN map -> command table lookup -> CDB usage-mask validation ->
  *   data direction (the table's against the transport's) -> unit attention ->
- *   LU state (write protect) -> handler -> backing store ->
+ *   reservations -> write protect -> handler -> backing store ->
  *   data mover (task.dataOut / result.dataIn) -> ScsiResult.
  * Only `run`'s catch builds CHECK CONDITION; anything that is not a
  * SenseError becomes INTERNAL TARGET FAILURE (4/44/00), logged with its stack.
@@ -35,10 +39,13 @@ import {
   type ScsiTask,
   type TmfOutcome,
 } from './types';
-import { COMMAND_TABLE, CommandFlag, validateCdb, type CommandTable } from './command-table';
+import { COMMAND_TABLE, type CommandTable } from './command-table';
+import { CommandFlag } from './command-entry';
 import type { CommandContext, DeviceServices } from './command-context';
-import { LogicalUnit, type LogicalUnitOptions } from './logical-unit';
-import { Latch } from './latch';
+import type { LogicalUnit, LogicalUnitOptions } from './logical-unit';
+import { LunMap } from './lun-map';
+import { TaskSet } from './task-set';
+import { admitCdb, checkAccess, checkDirection } from './admission';
 import { AbortError } from './abort';
 import { SenseError, encodeDescriptorSense, encodeSenseError, senseInput, type UnitAttentionReason } from './sense';
 import { ReservationConflict } from './reservations';
@@ -90,13 +97,6 @@ export interface ScsiDeviceOptions {
   onCopyFinished?: CopyManagerOptions['onFinished'];
 }
 
-interface TaskRecord {
-  readonly nexusKey: string;
-  readonly lun: number;
-  readonly task: ScsiTask;
-  readonly settled: Latch;
-}
-
 /**
  * Data-Out within EDTL. The task's own abort() rejects a pending dataOut, so
  * an abort releases a command even if the transport never delivers.
@@ -126,11 +126,9 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
   readonly defaultIdentity: { vendor: string; product: string; revision: string };
   readonly versionDescriptors: readonly number[];
   private readonly logger: Logger;
-  private readonly luMap = new Map<number, LogicalUnit>();
-  private readonly lunFilter: (nexus: ItNexus, lun: number) => boolean;
-  private readonly lunMap: (nexus: ItNexus) => ReadonlyMap<number, number> | undefined;
+  private readonly luns: LunMap;
   private readonly nexuses = new Map<string, ItNexus>();
-  private readonly tasks = new Set<TaskRecord>();
+  private readonly tasks = new TaskSet();
   readonly copyManager: CopyManager;
   readonly rodTokens: RodTokenStore;
   private readonly ownsRodTokens: boolean;
@@ -143,13 +141,8 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
     this.relativeTargetPorts = options.relativeTargetPorts ?? [1];
     this.defaultIdentity = options.defaultIdentity ?? { vendor: 'XCOPYD', product: 'xcopyd', revision: '0001' };
     this.versionDescriptors = options.versionDescriptors ?? [VersionDescriptor.SAM5, VersionDescriptor.SPC4, VersionDescriptor.SBC3];
-    this.lunFilter = options.lunFilter ?? (() => true);
-    this.lunMap = options.lunMap ?? (() => undefined);
-    for (const o of options.luns) {
-      if (!Number.isInteger(o.lun) || o.lun < 0 || o.lun >= 16384) throw new Error(`LUN ${o.lun} out of range 0..16383`);
-      if (this.luMap.has(o.lun)) throw new Error(`LUN ${o.lun} configured twice`);
-      this.luMap.set(o.lun, new LogicalUnit(o));
-    }
+    this.luns = new LunMap(options.lunFilter, options.lunMap);
+    for (const o of options.luns) this.luns.add(o);
     this.copyManager = new CopyManager({
       logger: this.logger.child({ component: 'copy-manager' }),
       device: this,
@@ -162,52 +155,22 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
 
   /** The logical unit at `lun`, if any (tests, composer). */
   logicalUnit(lun: number): LogicalUnit | undefined {
-    return this.luMap.get(lun);
+    return this.luns.get(lun);
   }
 
   /** Every logical unit of the device (composer, status). */
   logicalUnits(): LogicalUnit[] {
-    return [...this.luMap.values()];
+    return [...this.luns.all()];
   }
 
   /** The LUNs `nexus` addresses, in its own numbering (REPORT LUNS). */
   lunsFor(nexus: ItNexus): number[] {
-    const map = this.lunMap(nexus);
-    const luns = map
-      ? [...map].filter(([, own]) => this.luMap.has(own) && this.lunFilter(nexus, own)).map(([lun]) => lun)
-      : [...this.luMap.keys()].filter((lun) => this.lunFilter(nexus, lun));
-    return luns.sort((a, b) => a - b);
+    return this.luns.lunsFor(nexus);
   }
 
   /** The logical units `nexus` may reach under any LUN (copy scopes; each LU's own LUN is lu.lun). */
   unitsFor(nexus: ItNexus): LogicalUnit[] {
-    const map = this.lunMap(nexus);
-    const own = map ? new Set(map.values()) : this.luMap.keys();
-    const out: LogicalUnit[] = [];
-    for (const lun of own) {
-      const lu = this.luMap.get(lun);
-      if (lu && this.lunFilter(nexus, lun)) out.push(lu);
-    }
-    return out.sort((a, b) => a.lun - b.lun);
-  }
-
-  /** The LU `nexus` addresses as `lun` (its LUN map, then masking). */
-  private luFor(nexus: ItNexus, lun: number): LogicalUnit | undefined {
-    const map = this.lunMap(nexus);
-    const own = map ? map.get(lun) : lun;
-    if (own === undefined) return undefined;
-    const lu = this.luMap.get(own);
-    return lu && this.lunFilter(nexus, own) ? lu : undefined;
-  }
-
-  /** The LU with this device's LUN `lun`, if `nexus` may reach it under some LUN (internal copy port). */
-  private reachableLu(nexus: ItNexus, lun: number): LogicalUnit | undefined {
-    const lu = this.luMap.get(lun);
-    if (!lu || !this.lunFilter(nexus, lun)) return undefined;
-    const map = this.lunMap(nexus);
-    if (!map) return lu;
-    for (const own of map.values()) if (own === lun) return lu;
-    return undefined;
+    return this.luns.unitsFor(nexus);
   }
 
   /**
@@ -217,11 +180,8 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
    */
   addLogicalUnit(o: LogicalUnitOptions): LogicalUnit {
     if (this.closed) throw new Error('device closed');
-    if (!Number.isInteger(o.lun) || o.lun < 0 || o.lun >= 16384) throw new Error(`LUN ${o.lun} out of range 0..16383`);
-    if (this.luMap.has(o.lun)) throw new Error(`LUN ${o.lun} configured twice`);
-    const lu = new LogicalUnit(o);
+    const lu = this.luns.add(o);
     for (const n of this.nexuses.values()) lu.state.attachNexus(n, 'UA_POWER_ON_RESET');
-    this.luMap.set(o.lun, lu);
     return lu;
   }
 
@@ -232,10 +192,9 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
    * cancels its ROD tokens), or undefined if there was none.
    */
   async removeLogicalUnit(lun: number): Promise<LogicalUnit | undefined> {
-    const lu = this.luMap.get(lun);
+    const lu = this.luns.remove(lun);
     if (!lu) return undefined;
-    this.luMap.delete(lun);
-    await this.abortTasks((t) => t.lun === lun);
+    await this.tasks.abort((t) => t.lun === lun);
     await this.copyManager.reset(lun);
     this.rodTokens.cancelFor(lu); // its tokens cannot be used any more (reference 2.12: LU removed)
     try {
@@ -249,7 +208,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
   /** The LUN inventory each attached nexus sees, as a comparable string (before/after a change). */
   lunInventory(): Map<string, string> {
     const out = new Map<string, string>();
-    for (const n of this.nexuses.values()) out.set(n.key, this.lunsFor(n).map((l) => `${l}:${this.luFor(n, l)!.lun}`).join(','));
+    for (const n of this.nexuses.values()) out.set(n.key, this.luns.inventory(n));
     return out;
   }
 
@@ -261,81 +220,50 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
     const after = this.lunInventory();
     for (const n of this.nexuses.values()) {
       if (before.get(n.key) === after.get(n.key)) continue;
-      for (const lu of this.unitsFor(n)) lu.state.raiseUa(n.key, 'UA_REPORTED_LUNS_DATA_HAS_CHANGED');
+      for (const lu of this.luns.unitsFor(n)) lu.state.raiseUa(n.key, 'UA_REPORTED_LUNS_DATA_HAS_CHANGED');
     }
   }
 
   attachNexus(nexus: ItNexus): void {
     this.nexuses.set(nexus.key, nexus);
     // SAM-5 6.3.1: the first command of a new I_T nexus sees POWER ON, RESET, OR BUS DEVICE RESET OCCURRED.
-    for (const lu of this.luMap.values()) lu.state.attachNexus(nexus, 'UA_POWER_ON_RESET');
+    for (const lu of this.luns.all()) lu.state.attachNexus(nexus, 'UA_POWER_ON_RESET');
   }
 
   detachNexus(nexus: ItNexus): void {
     this.nexuses.delete(nexus.key);
-    for (const lu of this.luMap.values()) lu.state.detachNexus(nexus.key);
+    for (const lu of this.luns.all()) lu.state.detachNexus(nexus.key);
     this.copyManager.nexusLost(nexus.key); // retained copy results go with the nexus (SPC-5 5.17.4.4)
   }
 
   async execute(task: ScsiTask): Promise<ExecuteResult> {
     if (task.aborted) return ABORTED;
-    const record: TaskRecord = {
-      nexusKey: task.nexus.key,
-      lun: this.luFor(task.nexus, task.lun)?.lun ?? task.lun, // the LU's own LUN: aborts span nexuses
-      task,
-      settled: new Latch(),
-    };
-    this.tasks.add(record);
+    const lu = this.luns.luFor(task.nexus, task.lun);
+    // Internally an LU goes by its own LUN, whatever the nexus calls it: aborts span nexuses.
+    const record = this.tasks.enter(task, lu?.lun ?? task.lun);
     try {
-      const result = await this.run(task);
+      const result = await this.run(task, lu, record.lun);
       return task.aborted ? ABORTED : result;
     } finally {
-      this.tasks.delete(record);
-      record.settled.open();
+      this.tasks.leave(record);
     }
   }
 
   /** The pipeline and the one catch that builds CHECK CONDITION. */
-  private async run(task: ScsiTask): Promise<ScsiResult> {
+  private async run(task: ScsiTask, lu: LogicalUnit | undefined, lun: number): Promise<ScsiResult> {
     let ctx: CommandContext | undefined;
     try {
       if (this.closed) return { status: ScsiStatus.BUSY };
-      const lu = this.luFor(task.nexus, task.lun);
-      const lun = lu?.lun ?? task.lun; // internally an LU goes by its own LUN, whatever the nexus calls it
-      const found = this.table.lookup(task.cdb, lu);
-      if ('error' in found) {
-        // SPC-5 4.6.2 / SAM-5: commands other than INQUIRY, REPORT LUNS, REQUEST SENSE to a missing LU.
-        if (!lu) throw new SenseError('LOGICAL_UNIT_NOT_SUPPORTED');
-        throw found.error;
-      }
-      const entry = found.entry;
-      if (!lu && !(entry.flags & CommandFlag.OK_WITHOUT_LU)) throw new SenseError('LOGICAL_UNIT_NOT_SUPPORTED');
-      const invalid = validateCdb(entry, task.cdb);
-      if (invalid) throw invalid;
-      // The table's direction against the command IU: a Data-Out command (WRITE, MODE SELECT,
-      // PR OUT, ...) with EDTL > 0 but no Data-Out declared (iSCSI W=0, RFC 7143 11.3.1) cannot
-      // get its data. LIO answers a WRITE whose command IU disagrees with its CDB with INVALID
-      // FIELD IN COMMAND INFORMATION UNIT (FCP-4 uses it for such IU fields); so do we. EDTL 0
-      // stays the overflow case (libiscsi's residual tests), and Data-Out declared for a
-      // Data-In command is ignored (libiscsi Read10Invalid expects GOOD).
-      if (entry.direction === 'out' && !task.isWrite && task.expectedDataTransferLength > 0) {
-        throw new SenseError('INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT');
-      }
-      // SAM-5 5.14: report one pending unit attention, except to INQUIRY, REPORT LUNS, REQUEST SENSE.
-      if (lu && !(entry.flags & CommandFlag.NO_UNIT_ATTENTION)) {
-        const ua = lu.state.takeUa(task.nexus.key);
-        if (ua) throw new SenseError(ua);
-      }
+      const entry = admitCdb(this.table, task.cdb, lu);
+      checkDirection(entry, task);
       if (lu) {
-        // SPC-5 5.14.2 / SPC-2 7.21: access under reservations, from the table's flags.
-        const why = lu.state.reservations.conflicts(task.nexus, {
-          prAllowed: (entry.flags & CommandFlag.PR_ALLOWED) !== 0,
-          prRead: (entry.flags & CommandFlag.PR_READ) !== 0,
-          spc2Allowed: (entry.flags & CommandFlag.SPC2_ALLOWED) !== 0,
-        });
-        if (why) throw new ReservationConflict(why);
+        // SAM-5 5.14: report one pending unit attention, except to INQUIRY, REPORT LUNS, REQUEST SENSE.
+        if (!(entry.flags & CommandFlag.NO_UNIT_ATTENTION)) {
+          const ua = lu.state.takeUa(task.nexus.key);
+          if (ua) throw new SenseError(ua);
+        }
+        checkAccess(lu, task.nexus, entry);
       }
-      if (lu && entry.flags & CommandFlag.WRITES_MEDIUM) lu.checkWritable(); // SBC-4 4.11: 7/27/00
       const cdb = task.cdb.subarray(0, entry.cdbLength); // the transport handed these bytes over (ScsiTask.cdb)
       ctx = {
         task, cdb, entry, lun, lu, device: this, logger: this.logger,
@@ -364,7 +292,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
       }
       const result: ScsiResult = { status: ScsiStatus.CHECK_CONDITION };
       // Control mode page D_SENSE selects the format (SPC-5 4.4.1).
-      const descriptor = this.luFor(task.nexus, task.lun)?.mode.descriptorSense ?? false;
+      const descriptor = lu?.mode.descriptorSense ?? false;
       if (err instanceof SenseError) {
         result.sense = descriptor ? encodeDescriptorSense(senseInput(err)) : encodeSenseError(err);
       } else {
@@ -386,48 +314,34 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
    * throws SenseError.
    */
   admitCopyIo(nexus: ItNexus, lun: number, cdb: Buffer): ScsiStatus | undefined {
-    const lu = this.reachableLu(nexus, lun);
+    const lu = this.luns.reachable(nexus, lun);
     if (!lu || this.closed) throw new SenseError('LOGICAL_UNIT_NOT_SUPPORTED');
-    const found = this.table.lookup(cdb, lu);
-    if ('error' in found) throw found.error;
-    const entry = found.entry;
-    const invalid = validateCdb(entry, cdb);
-    if (invalid) throw invalid;
-    // Reservations as for host commands (SPC-5 5.14.2), from the table's flags.
-    const why = lu.state.reservations.conflicts(nexus, {
-      prAllowed: (entry.flags & CommandFlag.PR_ALLOWED) !== 0,
-      prRead: (entry.flags & CommandFlag.PR_READ) !== 0,
-      spc2Allowed: (entry.flags & CommandFlag.SPC2_ALLOWED) !== 0,
-    });
-    if (why) return ScsiStatus.RESERVATION_CONFLICT;
-    if (entry.flags & CommandFlag.WRITES_MEDIUM) lu.checkWritable(); // SBC-4 4.11
+    const entry = admitCdb(this.table, cdb, lu);
+    try {
+      checkAccess(lu, nexus, entry);
+    } catch (err) {
+      if (err instanceof ReservationConflict) return ScsiStatus.RESERVATION_CONFLICT;
+      throw err;
+    }
     return undefined;
   }
 
   async abortTasksOf(lun: number, nexusKeys: ReadonlySet<string>): Promise<void> {
-    await this.abortTasks((t) => t.lun === lun && nexusKeys.has(t.nexusKey));
-  }
-
-  /** Abort the matching tasks and wait until every one of them has settled. */
-  private async abortTasks(match: (t: TaskRecord) => boolean): Promise<Set<string>> {
-    const hit = [...this.tasks].filter(match);
-    for (const t of hit) t.task.abort(new AbortError('task aborted'));
-    await Promise.all(hit.map((t) => t.settled.wait()));
-    return new Set(hit.map((t) => t.nexusKey));
+    await this.tasks.abort((t) => t.lun === lun && nexusKeys.has(t.nexusKey));
   }
 
   async taskManagement(fn: TmfFunction, nexus: ItNexus, addressed: number): Promise<TmfOutcome> {
-    const lu = this.luFor(nexus, addressed);
+    const lu = this.luns.luFor(nexus, addressed);
     const lun = lu?.lun ?? addressed;
     switch (fn) {
       case TmfFunction.ABORT_TASK_SET: {
         if (!lu) return 'no-such-lun';
-        await this.abortTasks((t) => t.lun === lun && t.nexusKey === nexus.key);
+        await this.tasks.abort((t) => t.lun === lun && t.nexusKey === nexus.key);
         return 'complete';
       }
       case TmfFunction.CLEAR_TASK_SET: {
         if (!lu) return 'no-such-lun';
-        const affected = await this.abortTasks((t) => t.lun === lun);
+        const affected = await this.tasks.abort((t) => t.lun === lun);
         // SAM-5 7.4 with TAS=0: other nexuses whose tasks were cleared get 6/2F/00.
         for (const key of affected) if (key !== nexus.key) lu.state.raiseUa(key, 'UA_COMMANDS_CLEARED_BY_ANOTHER_INITIATOR');
         return 'complete';
@@ -437,7 +351,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
         return lu ? 'complete' : 'no-such-lun';
       case TmfFunction.LOGICAL_UNIT_RESET: {
         if (!lu) return 'no-such-lun';
-        await this.abortTasks((t) => t.lun === lun);
+        await this.tasks.abort((t) => t.lun === lun);
         await this.copyManager.reset(lun); // SPC-5 5.17.4.5: a reset aborts the LU's copies, I/O stopped first
         lu.state.reset('UA_BUS_DEVICE_RESET_FUNCTION'); // SAM-5 6.3.3; SPC-2 5.5.1
         this.logger.info({ lun, initiator: nexus.initiatorPortName }, 'logical unit reset');
@@ -445,10 +359,10 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
       }
       case TmfFunction.TARGET_WARM_RESET:
       case TmfFunction.TARGET_COLD_RESET: {
-        await this.abortTasks(() => true);
+        await this.tasks.abort(() => true);
         await this.copyManager.reset();
         const reason: UnitAttentionReason = fn === TmfFunction.TARGET_COLD_RESET ? 'UA_POWER_ON_OCCURRED' : 'UA_BUS_DEVICE_RESET_FUNCTION';
-        for (const l of this.luMap.values()) l.state.reset(reason);
+        for (const l of this.luns.all()) l.state.reset(reason);
         this.logger.info({ initiator: nexus.initiatorPortName, cold: fn === TmfFunction.TARGET_COLD_RESET }, 'target reset');
         return 'complete';
       }
@@ -460,13 +374,13 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
 
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all([...this.tasks].map((t) => t.settled.wait()));
+    await this.tasks.settled();
     await this.copyManager.close();
     // Tokens of these LUs cannot be used any more (reference 2.12: LU removed).
-    for (const lu of this.luMap.values()) this.rodTokens.cancelFor(lu);
+    for (const lu of this.luns.all()) this.rodTokens.cancelFor(lu);
     if (this.ownsRodTokens) await this.rodTokens.close();
     const errors: unknown[] = [];
-    for (const lu of this.luMap.values()) {
+    for (const lu of this.luns.all()) {
       try {
         await lu.store.flush();
         await lu.store.close();
