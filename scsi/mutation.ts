@@ -71,31 +71,27 @@ export class Mutation extends RangeHold {
 
   /** Write `data` at byte `offset` (inside the held range). */
   async write(offset: number, data: Buffer): Promise<void> {
-    const lu = this.lu;
-    await lu.beforeWrite(offset, data.length);
-    const store = lu.store;
-    const fua = store.supportsFua && this.durable;
-    try {
-      await store.write(offset, data, fua ? FUA : undefined);
-    } catch (err) {
-      throw storeErrorToSense(err, true);
-    }
-    if (!fua) this.cached = true;
+    await this.lu.beforeWrite(offset, data.length);
+    await this.put(offset, data);
   }
 
   /** Write zeros over [offset, offset+length) (PAD, a ROD's tail, the zero ROD token without deallocation). */
   async writeZeros(offset: number, length: number): Promise<void> {
     if (length <= 0) return;
-    const lu = this.lu;
-    await lu.beforeWrite(offset, length);
+    await this.lu.beforeWrite(offset, length);
     const zeros = (zeroPiece ??= Buffer.alloc(ZERO_PIECE_BYTES));
-    const store = lu.store;
+    for (let done = 0; done < length; done += zeros.length) {
+      const n = Math.min(zeros.length, length - done);
+      await this.put(offset + done, n === zeros.length ? zeros : zeros.subarray(0, n));
+    }
+  }
+
+  /** The store write: with FUA where the change must be durable and the store has it, else cached. */
+  private async put(offset: number, data: Buffer): Promise<void> {
+    const store = this.lu.store;
     const fua = store.supportsFua && this.durable;
     try {
-      for (let done = 0; done < length; done += zeros.length) {
-        const n = Math.min(zeros.length, length - done);
-        await store.write(offset + done, n === zeros.length ? zeros : zeros.subarray(0, n), fua ? FUA : undefined);
-      }
+      await store.write(offset, data, fua ? FUA : undefined);
     } catch (err) {
       throw storeErrorToSense(err, true);
     }
