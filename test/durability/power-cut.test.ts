@@ -266,6 +266,58 @@ describeIf(prerequisites())('power cut (lazyfs drops what was not fsynced)', () 
     for (const f of fs.readdirSync(under)) fs.rmSync(path.join(under, f), { recursive: true });
   });
 
+  it('a restart that makes files while identity.json already names every LUN: a new ROD token key and a new LUN file with its writes survive', async () => {
+    // identity.json unchanged and no PR: nothing else fsyncs the data directory at this start, so
+    // every name the daemon creates must be made durable by whoever creates it.
+    const dataDir = path.join(mnt, 'second');
+    fs.mkdirSync(path.join(under, 'second'), { mode: 0o700 });
+    const config = (lun1: string) =>
+      [
+        `controlSocket: ${path.join(base, 'second.sock')}`,
+        'targets:',
+        `  - iqn: ${DEFAULT_IQN}`,
+        '    luns:',
+        '      - { lun: 0, path: lun0.img, size: 1MiB }',
+        `      - { lun: 1, path: ${lun1}, size: 1MiB, writeCache: false }`,
+        '',
+      ].join('\n');
+    lazy = await mountLazy(under, mnt);
+    const first = await startTarget({ name: 'power-cut-second-a', dataDir, configYaml: config('lun1.img') });
+    expect((await first.stop()).code).toBe(0);
+    await cut(lazy);
+    const disk = path.join(under, 'second');
+    expect(fs.readdirSync(disk)).toEqual(expect.arrayContaining(['identity.json', 'lun0.img', 'lun1.img', 'rod-token.key']));
+    const identity = fs.readFileSync(path.join(disk, 'identity.json'), 'utf8');
+    fs.rmSync(path.join(disk, 'rod-token.key')); // a new key (rotation), and LUN 1 on a new file, same LUN
+
+    lazy = await mountLazy(under, mnt);
+    const t = await startTarget({ name: 'power-cut-second-b', dataDir, configYaml: config('lun1-new.img') });
+    const c = await openSession(t.port, { initiatorName: INITIATOR, targetName: DEFAULT_IQN, isid: ISID });
+    const m = [new Model(0), new Model(1)];
+    try {
+      for (const l of [0, 1]) await clearUnitAttentions(c, l);
+      await writeStamped(c, m[0], 8, 4, 1, true); // FUA
+      await writeStamped(c, m[1], 16, 4, 2, false, true); // WCE=0
+    } finally {
+      c.close();
+    }
+    const key = fs.readFileSync(path.join(dataDir, 'rod-token.key'));
+    await cut(lazy, t);
+    lazy = undefined;
+    expect(fs.readFileSync(path.join(disk, 'identity.json'), 'utf8')).toBe(identity);
+    expect(fs.readdirSync(disk)).toContain('rod-token.key');
+    expect(fs.readFileSync(path.join(disk, 'rod-token.key')).equals(key)).toBe(true);
+    expect(fs.readdirSync(disk)).toContain('lun1-new.img');
+    const problems: string[] = [];
+    for (const [model, file] of [[m[0], 'lun0.img'], [m[1], 'lun1-new.img']] as const) {
+      const img = fs.readFileSync(path.join(disk, file));
+      expect([file, img.length]).toEqual([file, 1 << 20]);
+      for (const lba of model.lbas()) model.check(lba, img.subarray(lba * BS, (lba + 1) * BS), problems);
+    }
+    expect(problems).toEqual([]);
+    fs.rmSync(disk, { recursive: true });
+  });
+
   it(`the daemon keeps every write, copy, reservation and key it promised, over ${ROUNDS} power cuts`, async () => {
     const rng = new Prng(seed);
     const dataDir = path.join(mnt, 'data');
