@@ -70,8 +70,35 @@ export class IdentityStore {
   }
 
   private save(): void {
-    const tmp = `${this.file}.tmp`;
-    fs.writeFileSync(tmp, JSON.stringify(this.data, null, 2) + '\n', { mode: 0o600 });
-    fs.renameSync(tmp, this.file);
+    writeFileDurably(this.file, JSON.stringify(this.data, null, 2) + '\n');
   }
+}
+
+/** fsync(2) of a directory: the names created, renamed or removed in it so far survive a power cut. */
+export function fsyncDirectory(dir: string): void {
+  const fd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Replace `file` with `text` so that a power cut leaves the old or the new
+ * content, never an empty or partial file: the data is fsynced in a temporary
+ * file before the rename (else the rename can reach the disk before the data),
+ * and the directory after it (else the rename itself can be lost).
+ */
+export function writeFileDurably(file: string, text: string, mode = 0o600): void {
+  const tmp = `${file}.tmp`;
+  const fd = fs.openSync(tmp, 'w', mode);
+  try {
+    fs.writeSync(fd, text);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+  fsyncDirectory(path.dirname(file));
 }
