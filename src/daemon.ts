@@ -13,7 +13,7 @@ import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import type { Config, LunConfig, TargetConfig } from './config';
 import { lunPath } from './config';
-import { IdentityStore } from './identity';
+import { IdentityStore, fsyncDirectory } from './identity';
 import { FileStore } from './backing/file-store';
 import { IscsiServer } from '../iscsi/server';
 import type { TargetEntry } from '../iscsi/types';
@@ -137,6 +137,7 @@ export class Daemon {
   private async openLun(t: TargetConfig, l: LunConfig): Promise<{ live: LiveLun; options: LogicalUnitOptions }> {
     const cfg = this.config;
     const file = lunPath(cfg.dataDir, l.path);
+    const creating = !l.readOnly && !fs.existsSync(file);
     const store = await FileStore.open({
       path: file,
       sizeBytes: l.size,
@@ -144,6 +145,8 @@ export class Daemon {
       physicalBlockSize: l.physicalBlockSize ?? l.blockSize,
       readOnly: l.readOnly,
     });
+    // A LUN file made now keeps its name through a power cut (FUA and WCE=0 writes fsync only the file).
+    if (creating) fsyncDirectory(path.dirname(file));
     if (this.metrics) store.onCopied = (r) => this.metrics?.copied(r);
     const id = this.identities!.resolve(t.iqn, l.lun, { serial: l.serial, naa: l.naa });
     const naa = Buffer.from(id.naa, 'hex');
