@@ -24,6 +24,7 @@ import type { ScsiTask, ItNexus } from '../../scsi/types';
 import { ScsiStatus } from '../../scsi/types';
 import { ScsiDevice } from '../../scsi/scsi-device';
 import { FakeTask, MemoryStore, identity, nexus } from '../scsi/helpers';
+import { testRodTokens } from '../support/rod-tokens';
 
 export const FUZZ_SEED = Number(process.env.XCOPYD_FUZZ_SEED ?? crypto.randomInt(2 ** 31));
 const RUN_SCALE = Number(process.env.XCOPYD_FUZZ_RUNS_SCALE ?? 1);
@@ -128,6 +129,7 @@ export async function makeFuzzDevice(o: { stores?: MemoryStore[] } = {}): Promis
   const stores = o.stores ?? [new MemoryStore(LU_BLOCKS * BS), new MemoryStore(LU_BLOCKS * BS)];
   const device = new ScsiDevice({
     logger,
+    rodTokens: testRodTokens(),
     luns: stores.map((store, i) => ({ lun: i, store, identity: identity(i) })),
   });
   const n = nexus('iqn.2026-11.org.xcopyd:fuzz-a');
