@@ -9,6 +9,7 @@ import { ScsiStatus } from '../../../scsi/types';
 import { ScsiDevice } from '../../../scsi/scsi-device';
 import { MemoryStore, silentLogger, task, nexus as makeNexus, dataOf } from '../helpers';
 import { BS, b2b, e4, identityWith, lid1, pattern, xcopyCdb } from './helpers';
+import { testRodTokens } from '../../support/rod-tokens';
 import { populateTokenCdb, ptParams, rrtiCdb, writeUsingTokenCdb, wutParams } from '../../odx/odx';
 
 const ticks = async (n: number) => {
@@ -82,7 +83,7 @@ describe('one access rule per step for EXTENDED COPY and WRITE USING TOKEN', () 
 
   function setup() {
     const stores = [new MemoryStore(BLOCKS * BS), new MemoryStore(BLOCKS * BS)];
-    const device = new ScsiDevice({ logger: silentLogger, luns: stores.map((store, i) => ({ lun: i, store, identity: identityWith(i) })) });
+    const device = new ScsiDevice({ logger: silentLogger, rodTokens: testRodTokens(), luns: stores.map((store, i) => ({ lun: i, store, identity: identityWith(i) })) });
     pattern(BLOCKS * BS, 3).copy(stores[0].data);
     const me = makeNexus();
     const other = makeNexus();

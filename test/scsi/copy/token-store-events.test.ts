@@ -4,10 +4,10 @@
  * exactly one invalidation (expired, deleted, cancelled) — and none for a
  * presentation that fails or a second invalidation of the same token.
  */
-import { randomBytes } from 'node:crypto';
 import { LogicalUnit } from '../../../scsi/logical-unit';
 import { RodType } from '../../../scsi/copy/rod-token';
-import { RodTokenStore, type TokenEvent } from '../../../scsi/copy/token-store';
+import type { TokenEvent } from '../../../scsi/copy/token-store';
+import { testRodTokens } from '../../support/rod-tokens';
 import { SenseError } from '../../../scsi/sense';
 import { MemoryStore, silentLogger } from '../helpers';
 import { BS, identityWith } from './helpers';
@@ -15,7 +15,7 @@ import { BS, identityWith } from './helpers';
 function setup() {
   const lu = new LogicalUnit({ lun: 0, store: new MemoryStore(1024 * BS), identity: identityWith(1) });
   const events: Array<[TokenEvent, string]> = [];
-  const store = new RodTokenStore({ logger: silentLogger, secret: randomBytes(32), onEvent: (e, t) => events.push([e, t.key]) });
+  const store = testRodTokens({ onEvent: (e, t) => events.push([e, t.key]) });
   const create = (inactivityS = 60) =>
     store.create({ lu, ranges: [{ lba: 0n, blocks: 8 }], rodType: RodType.PIT_DEFAULT, inactivityS, targetName: 'iqn.2026-11.org.xcopyd:test' });
   return { lu, store, events, create };
@@ -52,7 +52,7 @@ describe('RodTokenStore lifecycle events', () => {
     s.store.sweep(Date.now() + 5000);
     expect(s.events.filter(([e]) => e === 'expired').map(([, k]) => k)).toEqual([swept.key, presented.key]);
     s.store.release(held);
-    held.lastUse = Date.now() - 5000;
+    held.record.lastUse = Date.now() - 5000; // idle for 5 s
     expect(reasonOf(() => s.store.resolve(held.bytes))).toBe('TOKEN_EXPIRED');
     expect(s.events.filter(([e]) => e === 'expired').map(([, k]) => k)).toEqual([swept.key, presented.key, held.key]);
     expect(s.events.filter(([e]) => e === 'used')).toEqual([]);
