@@ -52,8 +52,7 @@ import { ReservationConflict } from './reservations';
 import { VersionDescriptor } from './commands/inquiry';
 import { CopyManager, type CopyManagerOptions } from './copy/copy-manager';
 import type { CopyScope } from './copy/cscd';
-import { RodTokenStore } from './copy/token-store';
-import { randomBytes } from 'node:crypto';
+import type { RodTokenStore } from './copy/token-store';
 
 export interface ScsiDeviceOptions {
   logger: Logger;
@@ -90,7 +89,8 @@ export interface ScsiDeviceOptions {
   /**
    * The ROD token store (one per daemon, so tokens work across targets
    * within the copy scope; composer: src/daemon.ts with the secret from the
-   * data directory). Default: a store of this device with a random secret.
+   * data directory). Without one, POPULATE TOKEN and WRITE USING TOKEN are
+   * not supported (tests: test/support/rod-tokens.ts).
    */
   rodTokens?: RodTokenStore;
   /** Told when a copy operation (EXTENDED COPY, POPULATE TOKEN, WRITE USING TOKEN) ends (metrics). */
@@ -130,8 +130,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
   private readonly nexuses = new Map<string, ItNexus>();
   private readonly tasks = new TaskSet();
   readonly copyManager: CopyManager;
-  readonly rodTokens: RodTokenStore;
-  private readonly ownsRodTokens: boolean;
+  readonly rodTokens?: RodTokenStore;
   private closed = false;
 
   constructor(options: ScsiDeviceOptions) {
@@ -149,8 +148,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
       scope: options.copyScope,
       onFinished: options.onCopyFinished,
     });
-    this.ownsRodTokens = options.rodTokens === undefined;
-    this.rodTokens = options.rodTokens ?? new RodTokenStore({ logger: this.logger.child({ component: 'rod-tokens' }), secret: randomBytes(32) });
+    this.rodTokens = options.rodTokens;
   }
 
   /** The logical unit at `lun`, if any (tests, composer). */
@@ -196,7 +194,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
     if (!lu) return undefined;
     await this.tasks.abort((t) => t.lun === lun);
     await this.copyManager.reset(lun);
-    this.rodTokens.cancelFor(lu); // its tokens cannot be used any more (reference 2.12: LU removed)
+    this.rodTokens?.cancelFor(lu); // its tokens cannot be used any more (reference 2.12: LU removed)
     try {
       await lu.store.flush();
     } finally {
@@ -377,8 +375,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
     await this.tasks.settled();
     await this.copyManager.close();
     // Tokens of these LUs cannot be used any more (reference 2.12: LU removed).
-    for (const lu of this.luns.all()) this.rodTokens.cancelFor(lu);
-    if (this.ownsRodTokens) await this.rodTokens.close();
+    for (const lu of this.luns.all()) this.rodTokens?.cancelFor(lu);
     const errors: unknown[] = [];
     for (const lu of this.luns.all()) {
       try {
