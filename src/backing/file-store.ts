@@ -12,6 +12,7 @@ import type { FileHandle } from 'node:fs/promises';
 import type { BackingStore, CopyRangeResult, WriteOptions } from '../../scsi/backing-store';
 import { copyFileRange, type CopyFile, type FileCopyRangeOptions } from './copy-range';
 import { writeLane, type WriteLane } from './write-lane';
+import { copyLibC } from './copy-lane';
 import {
   EAGAIN, ENXIO, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, SEEK_DATA, SEEK_HOLE, errnoError, loadLibC, type LibC,
 } from './libc';
@@ -35,7 +36,10 @@ export interface FileStoreOptions {
   readOnly?: boolean;
   /** Create a missing regular file (default true). */
   create?: boolean;
-  /** The libc binding to use (default: ./libc.ts loadLibC()); null for none. Tests inject faults here. */
+  /**
+   * The libc binding to use (default: ./libc.ts loadLibC(), with copies' calls on the copy lane);
+   * null for none. Tests inject faults here (used as given, for copies too).
+   */
   libc?: LibC | null;
 }
 
@@ -88,6 +92,8 @@ export class FileStore implements BackingStore {
       canClone: boolean; dev: number; ino: number; blksize: number;
     },
     private readonly libc: LibC | null,
+    /** The copy mover's libc: `libc` with its async calls on the copy lane (./copy-lane.ts), or as injected. */
+    private readonly copyLibc: LibC | null,
   ) {
     this.blockSize = o.blockSize;
     this.physicalBlockSize = o.physicalBlockSize;
@@ -177,7 +183,7 @@ export class FileStore implements BackingStore {
       return new FileStore(fh, options.path, {
         blockSize, physicalBlockSize, sizeBytes: size, readOnly, regular, canClone,
         dev: fst.dev, ino: fst.ino, blksize: fst.blksize,
-      }, libc);
+      }, libc, options.libc !== undefined || !libc ? libc : copyLibC(libc));
     } catch (err) {
       await fh.close();
       throw err;
@@ -270,7 +276,7 @@ export class FileStore implements BackingStore {
     if (dst.readOnly) throw Object.assign(new Error(`copy destination is read-only`), { code: 'EROFS' });
     const target = dst instanceof FileStore ? dst.file : dst;
     if (dst instanceof FileStore && dst.closed) throw Object.assign(new Error(`${dst.path} is closed`), { code: 'EBADF' });
-    const r = await copyFileRange(this.libc, this.file, target, srcOffset, dstOffset, length, options);
+    const r = await copyFileRange(this.copyLibc, this.file, target, srcOffset, dstOffset, length, options);
     this.onCopied?.(r);
     return r;
   }
