@@ -15,8 +15,14 @@ export const MAX_SEGMENT_DESCRIPTORS = 64;
  * reported as TOO MANY ... DESCRIPTORS and not as a length error (reference 2.5 step 7).
  */
 export const MAX_DESCRIPTOR_LIST_LENGTH = 8192;
-/** MAXIMUM SEGMENT LENGTH in bytes; 0 = no limit (02h is bounded by its 16-bit block count anyway). */
-export const MAX_SEGMENT_LENGTH = 0;
+/**
+ * MAXIMUM SEGMENT LENGTH in bytes (84h/03h and VPD 8Fh 8001h). Not 0 ("no
+ * limit"): ESXi's xcopy-use-array-values rule takes it as its transfer size.
+ * 256 MiB, as LIO reports: a 02h segment of 65535 blocks of 4096 bytes fits,
+ * and the engine moves any segment in steps of COPY_CHUNK_BYTES, so a longer
+ * 0Ah segment is still copied, not refused (nor does LIO refuse one).
+ */
+export const MAX_SEGMENT_LENGTH = 256 * 1024 * 1024;
 /** MAXIMUM INLINE DATA LENGTH: no inline/embedded data segments (04h) are implemented. */
 export const MAX_INLINE_DATA_LENGTH = 0;
 /** HELD DATA LIMIT: no held-data segments (0Dh..0Fh). */

@@ -138,8 +138,8 @@ describe("MAXIMUM SEGMENT LENGTH, as ESXi's xcopy-use-array-values rule reads it
     expect(await operatingParametersMaxSegmentLength()).toBe(await vpd8001MaxSegmentLength());
   });
 
-  // Issue 11 point 6: fails today: both report 0 ("no limit"), which ESXi's rule cannot use as a transfer size.
-  it.failing('MAXIMUM SEGMENT LENGTH is not 0, and a segment of that length (or the 02h maximum, if smaller) copies', async () => {
+  // Issue 11 point 6: both reported 0 ("no limit") before, which ESXi's rule cannot use as a transfer size.
+  it('MAXIMUM SEGMENT LENGTH is not 0, and a segment of that length (or the 02h maximum, if smaller) copies', async () => {
     const max = await operatingParametersMaxSegmentLength();
     expect(max).toBeGreaterThan(0);
     expect(max % BS).toBe(0);

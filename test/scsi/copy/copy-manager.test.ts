@@ -223,6 +223,10 @@ describe('LID1 list identifiers, retention and RECEIVE COPY RESULTS', () => {
     expect(ids.readUInt16BE(6)).toBe(0xffff);
     const gco = descs.get(0x8001)!;
     expect([gco.readUInt32BE(4), gco.readUInt32BE(8)]).toEqual([op.readUInt16BE(34), op[36]]);
+    // MAXIMUM SEGMENT LENGTH (issue 11 point 6): the same in both, and not 0 ("no limit", which
+    // ESXi's xcopy-use-array-values rule cannot use as a transfer size): 256 MiB, as LIO reports.
+    expect(gco.readUInt32BE(12)).toBe(op.readUInt32BE(16));
+    expect(op.readUInt32BE(16)).toBe(256 * 1024 * 1024);
     types = [];
   });
 });
