@@ -112,6 +112,8 @@ targets:
       ['secret file too short', `discoveryChap: { user: d, secretFile: d.chap }\ntargets: [{ iqn: "${IQN}", luns: [{ lun: 0, path: a, size: 1MiB }] }]`, 'discoveryChap.secretFile: CHAP secret needs at least 12 characters', { 'd.chap': 'tooshort\n' }],
       ['portal not among listen', `listen: ["127.0.0.1:3260"]\ntargets: [{ iqn: "${IQN}", portals: ["10.0.0.1:3260"], luns: [{ lun: 0, path: a, size: 1MiB }] }]`, 'targets.0.portals.0'],
       ['metrics address', `metrics: { listen: nowhere }\ntargets: [{ iqn: "${IQN}", luns: [{ lun: 0, path: a, size: 1MiB }] }]`, 'metrics.listen'],
+      ['copyScope at the top level', `copyScope: anyone\ntargets: [{ iqn: "${IQN}", luns: [{ lun: 0, path: a, size: 1MiB }] }]`, 'copyScope:'],
+      ['copyScope of a target', `targets: [{ iqn: "${IQN}", copyScope: sameinitiator, luns: [{ lun: 0, path: a, size: 1MiB }] }]`, 'targets.0.copyScope:'],
     ];
     // Four values per row: with fewer, jest would take the callback's fourth parameter for `done`.
     it.each(cases.map(([n, t, e, f]) => [n, t, e, f ?? {}] as const))('%s', (_name, text, expected, files) => {
@@ -162,6 +164,18 @@ targets:
       ]);
       expect(c.targets[1].acls).toBeUndefined();
       expect(Object.isFrozen(c.targets[0].acls![0])).toBe(true);
+    });
+
+    it('copyScope: acl unless set; a target may set its own (left undefined otherwise: the top level applies)', () => {
+      const c = validateConfig({
+        targets: [
+          { iqn: IQN, luns: [{ lun: 0, path: 'a', size: '1MiB' }] },
+          { iqn: `${IQN}2`, copyScope: 'sameInitiator', luns: [{ lun: 0, path: 'c', size: '1MiB' }] },
+        ],
+      });
+      expect(c.copyScope).toBe('acl');
+      expect(c.targets.map((t) => t.copyScope)).toEqual([undefined, 'sameInitiator']);
+      expect(validateConfig({ copyScope: 'sameInitiator', targets: [{ iqn: IQN, luns: [{ lun: 0, path: 'a', size: '1MiB' }] }] }).copyScope).toBe('sameInitiator');
     });
 
     it('gives every LUN the same vendor and product unless a LUN sets its own', () => {
