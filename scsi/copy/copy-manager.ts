@@ -51,10 +51,12 @@ export class CopyManager {
 
   /** The identified operation `listId` of this nexus on `lun`, if retained. */
   find(nexusKey: string, lun: number, listId: number): CopyOperation | undefined {
+    let found: CopyOperation | undefined;
+    // The newest, when LIST ID USAGE 10b copies share an identifier (admitOperation).
     for (const op of this.ops) {
-      if (op.identified && op.nexusKey === nexusKey && op.lun === lun && op.listId === listId) return op;
+      if (op.identified && op.nexusKey === nexusKey && op.lun === lun && op.listId === listId) found = op;
     }
-    return undefined;
+    return found;
   }
 
   /** Discard a completed operation's retained data (read once, failure details sent, ...). */
@@ -93,10 +95,14 @@ export class CopyManager {
   /** The list identifier is free (SPC-5 5.17.4.3) and the limits allow one more: track `op`. */
   private admitOperation(op: CopyOperation, nexusKey: string, lun: number): void {
     if (op.identified) {
-      const old = this.find(nexusKey, lun, op.listId);
+      const same = [...this.ops].filter((o) => o.identified && o.nexusKey === nexusKey && o.lun === lun && o.listId === op.listId);
+      const inProgress = same.filter((o) => o.state === 'running');
       // SPC-5 5.17.4.3: a list identifier in use by an operation in progress -> OPERATION IN PROGRESS.
-      if (old && old.state === 'running') throw new SenseError('OPERATION_IN_PROGRESS');
-      if (old) this.ops.delete(old); // a completed one: its retained data is discarded, the ID reused
+      // Except between copies with LIST ID USAGE 10b, whose initiator will not ask for their results:
+      // QEMU sends list ID 1 with 10b every time, and qemu-img convert -C -W overlaps copies (issue 11).
+      const noResultsWanted = (o: CopyOperation): boolean => o.listIdUsage === ListIdUsage.NO_HELD_DATA;
+      if (inProgress.length > 0 && !(noResultsWanted(op) && inProgress.every(noResultsWanted))) throw new SenseError('OPERATION_IN_PROGRESS');
+      for (const old of same) if (old.state !== 'running') this.ops.delete(old); // completed: retained data discarded, the ID reused
     }
     const running = this.running();
     if (running.length >= TOTAL_CONCURRENT_COPIES || (op.identified && running.filter((o) => o.identified).length >= MAX_IDENTIFIED_CONCURRENT_COPIES)) {

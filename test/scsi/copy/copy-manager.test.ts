@@ -148,6 +148,32 @@ describe('LID1 list identifiers, retention and RECEIVE COPY RESULTS', () => {
     expect((await device.execute(task(xcopyCdb(0, p.length), { dataOut: p }))).status).toBe(ScsiStatus.GOOD);
   });
 
+  it('LIST ID USAGE 10b (QEMU: list ID 1 every time, results never asked for): a duplicate of a running copy runs too, LID1 and LID4; 00b still refuses', async () => {
+    for (const sa of [0, 1] as const) {
+      const { stores, device, naa } = setup();
+      stores[0].paused = true;
+      const mk = (src: number, dst: number, usage: number) => {
+        const seg = [b2b(0, 1, 256, src, dst)];
+        return sa === 0 ? lid1([e4(naa(0)), e4(naa(1))], seg, { listId: 1, usage }) : lid4([e4(naa(0)), e4(naa(1))], seg, { listId: 1, usage });
+      };
+      pattern(1024 * BS, 21).copy(stores[0].data, 0);
+      const a = mk(0, 0, 2);
+      const b = mk(256, 256, 2);
+      const first = device.execute(task(xcopyCdb(sa, a.length), { dataOut: a }));
+      await until(() => stores[0].active === 1);
+      const second = device.execute(task(xcopyCdb(sa, b.length), { dataOut: b }));
+      await until(() => stores[0].active === 2);
+      // 00b keeps SPC-5 5.17.4.3: a list identifier in use -> 5/00/16
+      const c = mk(512, 512, 0);
+      const dup = senseOf(await device.execute(task(xcopyCdb(sa, c.length), { dataOut: c })));
+      expect([dup.key, dup.asc, dup.ascq]).toEqual([5, 0x00, 0x16]);
+      stores[0].resume();
+      expect([(await first).status, (await second).status]).toEqual([ScsiStatus.GOOD, ScsiStatus.GOOD]);
+      expect(stores[1].data.subarray(0, 512 * BS).equals(stores[0].data.subarray(0, 512 * BS))).toBe(true);
+      await device.close();
+    }
+  });
+
   it('RECEIVE COPY STATUS(LID1) returns a completed status once, then 5/24/00', async () => {
     const { device, naa } = setup();
     const p = lid1([e4(naa(0)), e4(naa(1))], [b2b(0, 1, 8, 0, 0), b2b(0, 1, 8, 8, 8)], { listId: 0x21, usage: 2 });
