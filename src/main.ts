@@ -158,10 +158,26 @@ async function main(argv: string[]): Promise<number> {
   const { Daemon } = await import('./daemon');
   const daemon = new Daemon(config, createRootLogger(config.logLevel, { format: logFormat }));
   await daemon.start();
+  // systemd (Type=notify): ready once every portal and the control socket listen.
+  const { createNotifier, monotonicUsec } = await import('./sd-notify');
+  let notifier: ReturnType<typeof createNotifier>;
+  try {
+    notifier = createNotifier();
+  } catch (err) {
+    daemon.log.error({ err }, 'sd_notify: cannot use NOTIFY_SOCKET');
+  }
+  const sdNotify = (state: string) => {
+    if (notifier && !notifier.notify(state)) daemon.log.warn({ state }, 'sd_notify: not sent');
+  };
+  const serving = () => `STATUS=serving on ${config.listen.join(', ')}`;
+  sdNotify(`READY=1\n${serving()}`);
+  // WatchdogSec=: a ping every half interval while the event loop runs; a loop stuck that long gets the unit restarted.
+  if (notifier?.watchdogMs) setInterval(() => sdNotify('WATCHDOG=1'), notifier.watchdogMs / 2).unref();
   let stopping = false;
   const stop = (sig: string) => {
     if (stopping) return;
     stopping = true;
+    sdNotify('STOPPING=1\nSTATUS=stopping');
     daemon.log.info({ signal: sig }, 'stopping');
     daemon
       .stop()
@@ -179,6 +195,7 @@ async function main(argv: string[]): Promise<number> {
       daemon.log.warn('SIGHUP: running the embedded default configuration, nothing to reload');
       return;
     }
+    sdNotify(`RELOADING=1\nMONOTONIC_USEC=${monotonicUsec()}`);
     let next: Readonly<Config>;
     try {
       next = loadEffectiveConfig(v.config, overrides);
@@ -186,9 +203,13 @@ async function main(argv: string[]): Promise<number> {
       // The running configuration stays; every bad key is named.
       const issues = err instanceof ConfigError ? err.issues : [String(err)];
       daemon.log.error({ file: v.config, issues }, 'reload refused: the new configuration is invalid');
+      sdNotify(`READY=1\n${serving()}`);
       return;
     }
-    daemon.reload(next).catch((err) => daemon.log.error({ err }, 'reload failed'));
+    daemon
+      .reload(next)
+      .catch((err) => daemon.log.error({ err }, 'reload failed'))
+      .finally(() => sdNotify(`READY=1\n${serving()}`));
   });
   return -1; // keep running
 }

@@ -15,8 +15,9 @@
  *    sandbox (root only: a private mount namespace with / read-only except
  *    the data directory, an unprivileged user with no capabilities and
  *    no_new_privs, the unit's UMask, Environment and WorkingDirectory):
- *    check-config, start, I/O, an EXTENDED COPY in the kernel, ExecReload
- *    adds a LUN, status over the socket, KillSignal stops it with status 0.
+ *    check-config, start (READY=1 on a NOTIFY_SOCKET once the portal accepts),
+ *    I/O, an EXTENDED COPY in the kernel, ExecReload adds a LUN (RELOADING=1,
+ *    READY=1), status over the socket, KillSignal stops it (STOPPING=1) with status 0.
  * The emulation leaves out seccomp, the device cgroup and address-family
  * restrictions, which need systemd itself.
  */
@@ -30,7 +31,7 @@ import { controlRequest } from '../src/control';
 import type { StatusReport } from '../src/status';
 import { describeIf, findInPath, freePort, missingPrerequisite } from './interop/harness';
 import { cdb, clearUnitAttentions, openSession } from './support/initiator';
-import { captureOutput } from './support/daemon';
+import { captureOutput, notifyReceiver } from './support/daemon';
 import { b2b, e4, lid1, xcopyCdb } from './scsi/copy/helpers';
 import { expectGood, pattern, readBlocks, writeBlocks } from './odx/odx';
 
@@ -156,10 +157,19 @@ describe('configs/xcopyd.service', () => {
     expect(svc('RestrictAddressFamilies')!.split(/\s+/).sort()).toEqual(['AF_INET', 'AF_INET6', 'AF_UNIX']);
     expect(yes(svc('MemoryDenyWriteExecute'))).toBe(false); // V8's JIT
     expect(yes(svc('PrivateNetwork'))).toBe(false);
-    // Type=notify only if the daemon said READY=1; it does not.
-    const sources = fs.readdirSync(path.join(REPO, 'src')).filter((f) => f.endsWith('.ts')).map((f) => fs.readFileSync(path.join(REPO, 'src', f), 'utf8'));
-    const notifies = sources.some((s) => s.includes('READY=1') && s.includes('NOTIFY_SOCKET'));
-    expect(notifies ? ['notify', 'exec', 'simple'] : ['exec', 'simple']).toContain(svc('Type'));
+    // Type=notify: the daemon sends READY=1 (test/sd-notify checks when), and WATCHDOG=1 for WatchdogSec=.
+    const main = fs.readFileSync(path.join(REPO, 'src', 'main.ts'), 'utf8');
+    const notify = fs.readFileSync(path.join(REPO, 'src', 'sd-notify.ts'), 'utf8');
+    expect(svc('Type')).toBe('notify');
+    expect(svc('NotifyAccess') ?? 'main').toBe('main'); // the datagrams come from the main process itself
+    expect(notify).toContain('NOTIFY_SOCKET');
+    expect(main).toMatch(/READY=1/);
+    expect(main).toMatch(/STOPPING=1/);
+    if (svc('WatchdogSec') !== undefined) {
+      expect(main).toMatch(/WATCHDOG=1/);
+      expect(notify).toContain('WATCHDOG_USEC');
+      expect(Number.parseInt(svc('WatchdogSec')!, 10)).toBeGreaterThanOrEqual(10); // far above a ping every WatchdogSec/2
+    }
     expect(argv(svc('ExecReload')!)).toEqual(['/bin/kill', '-HUP', '$MAINPID']);
     expect(fs.readFileSync(path.join(REPO, 'src', 'main.ts'), 'utf8')).toMatch(/process\.on\('SIGHUP'/);
     expect(svc('KillSignal') ?? 'SIGTERM').toBe('SIGTERM');
@@ -328,7 +338,13 @@ describeIf(
       ].join('\n'),
       'sandbox', ...map(args),
     ];
-    const spawnEnv = { ...env, XDATA: data, XROOT: root, XWORKDIR: at(install) };
+    // Type=notify: systemd's notify socket (abstract: the unit's user needs no file permission on it),
+    // and WatchdogSec= as systemd passes it.
+    const notifyAddr = `@xcopyd-unit-${path.basename(root)}`;
+    const notify = await notifyReceiver(notifyAddr, port);
+    const spawnEnv: Record<string, string> = { ...env, XDATA: data, XROOT: root, XWORKDIR: at(install), NOTIFY_SOCKET: notifyAddr };
+    if (svc('WatchdogSec')) spawnEnv.WATCHDOG_USEC = String(Number.parseInt(svc('WatchdogSec')!, 10) * 1_000_000);
+    const notified = (state: string) => notify.got().filter((r) => r.msg.split('\n').includes(state));
 
     const pre = sandboxed(argv(svc('ExecStartPre')!));
     const check = await new Promise<{ code: number | null; out: string }>((resolve) =>
@@ -344,6 +360,9 @@ describeIf(
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     try {
       await waitFor('"msg":"control socket listening"');
+      // systemd would call the start done at READY=1, when the portal already accepts connections.
+      for (let i = 0; i < 200 && notified('READY=1').length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(notified('READY=1').map((r) => r.portal)).toEqual(['accepted']);
       // JSON lines, as the unit's environment asks.
       expect(output.text().split('\n').filter(Boolean).every((l) => l.startsWith('{"level":'))).toBe(true);
       // Everything it made is in the data directory, owned by its user, private.
@@ -381,8 +400,13 @@ describeIf(
       clearTimeout(timer);
       if (code === 'timeout') child.kill('SIGKILL');
       fs.rmSync(root, { recursive: true, force: true });
+      for (let i = 0; i < 100 && notified('STOPPING=1').length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      notify.proc.kill();
       expect(code).toBe(0);
     }
     expect(output.text()).toContain('"msg":"stopped"');
+    expect(notified('STOPPING=1')).toHaveLength(1);
+    expect(notified('RELOADING=1')).toHaveLength(1); // ExecReload, then READY=1 again
+    expect(notified('READY=1')).toHaveLength(2);
   });
 });

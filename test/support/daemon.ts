@@ -1,5 +1,5 @@
 /** Start an in-process daemon on a free loopback port with a temp data dir. */
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -99,4 +99,51 @@ export function captureOutput(child: ChildProcess): { text(): string; waitFor(s:
       }
     },
   };
+}
+
+// ---- a NOTIFY_SOCKET receiver (systemd's side of sd_notify), for test/sd-notify and test/service-unit ----
+
+/** python3 binds the AF_UNIX datagram socket: Node cannot. */
+export const NOTIFY_PYTHON = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : undefined;
+
+/** Prints one JSON line per datagram: its text, and for READY=1 whether the portal accepted a connection then. */
+const NOTIFY_RECEIVER = `
+import json, socket, sys
+addr, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind('\\0' + addr[1:] if addr.startswith('@') else addr)
+print(json.dumps({'listening': True}), flush=True)
+while True:
+    msg = s.recv(4096).decode()
+    out = {'msg': msg}
+    if 'READY=1' in msg.split('\\n'):
+        try:
+            socket.create_connection(('127.0.0.1', port), timeout=2).close()
+            out['portal'] = 'accepted'
+        except OSError as e:
+            out['portal'] = str(e)
+    print(json.dumps(out), flush=True)
+`;
+
+export interface NotifyReceived {
+  msg: string;
+  portal?: string;
+}
+
+export async function notifyReceiver(addr: string, port: number): Promise<{ proc: ChildProcess; got(): NotifyReceived[] }> {
+  const proc = spawn(NOTIFY_PYTHON!, ['-c', NOTIFY_RECEIVER, addr, String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const lines: Array<NotifyReceived & { listening?: boolean }> = [];
+  let buf = '';
+  proc.stdout!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    const parts = buf.split('\n');
+    buf = parts.pop()!;
+    for (const l of parts) lines.push(JSON.parse(l));
+  });
+  const until = Date.now() + 10_000;
+  while (!lines.some((l) => l.listening)) {
+    if (Date.now() > until || proc.exitCode !== null) throw new Error('notify receiver did not start');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return { proc, got: () => lines.filter((l) => !l.listening) };
 }
