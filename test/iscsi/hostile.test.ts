@@ -545,9 +545,10 @@ describe('the storm', () => {
     expect(server.sessions().map((s) => s.tsih)).toEqual([verifierTsih]);
     const verifierNexus = server.sessions()[0].nexus!.key;
     for (const t of server.targets()) {
-      const device = t.device as unknown as { tasks?: Set<{ nexusKey: string }>; nexuses?: Map<string, unknown> };
-      expect(device.tasks && device.nexuses).toBeTruthy();
-      expect([...device.tasks!].filter((r) => r.nexusKey !== verifierNexus)).toEqual([]);
+      // The device's task set (scsi/task-set.ts) keeps its records in a private Set.
+      const device = t.device as unknown as { tasks?: { tasks?: Set<{ nexusKey: string }> }; nexuses?: Map<string, unknown> };
+      expect(device.tasks?.tasks && device.nexuses).toBeTruthy();
+      expect([...device.tasks!.tasks!].filter((r) => r.nexusKey !== verifierNexus)).toEqual([]);
       expect([...device.nexuses!.keys()].filter((k) => k !== verifierNexus)).toEqual([]);
     }
 

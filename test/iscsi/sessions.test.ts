@@ -35,9 +35,10 @@ const seed = Number(process.env.XCOPYD_TEST_SEED ?? crypto.randomInt(2 ** 31));
 
 /** What the SCSI core holds of one device (private fields, read for leak checks only). */
 function deviceInternals(td: TestDaemon): { tasks: Set<{ nexusKey: string }>; nexuses: Map<string, unknown> } {
-  const device = td.daemon.server!.targets()[0].device as unknown as { tasks?: Set<{ nexusKey: string }>; nexuses?: Map<string, unknown> };
-  if (!device.tasks || !device.nexuses) throw new Error('ScsiDevice no longer has tasks/nexuses: update this leak check');
-  return { tasks: device.tasks, nexuses: device.nexuses };
+  // The device's task set (scsi/task-set.ts) keeps its records in a private Set.
+  const device = td.daemon.server!.targets()[0].device as unknown as { tasks?: { tasks?: Set<{ nexusKey: string }> }; nexuses?: Map<string, unknown> };
+  if (!device.tasks?.tasks || !device.nexuses) throw new Error('ScsiDevice no longer has tasks/nexuses: update this leak check');
+  return { tasks: device.tasks.tasks, nexuses: device.nexuses };
 }
 
 /** Send a NOP-Out and wait for its echo; every PDU before it lands in c.stray. */
