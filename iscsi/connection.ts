@@ -57,6 +57,7 @@ import {
   tttOf,
 } from './pdu';
 import { IscsiTask, TransportError, DataSolicitor } from './task';
+import { DATA_OUT_ERRORS, DataOutSequencer } from './data-out';
 import { Session } from './session';
 import type { ServerContext } from './server';
 import { LoginNegotiator } from './login';
@@ -336,40 +337,31 @@ export class Connection implements DataSolicitor {
       cdb = Buffer.from(base);
     }
     const lunField = Buffer.from(bhs.subarray(8, 16));
-    const task = new IscsiTask(
+    const task = new IscsiTask({
       itt,
-      decodeLun(lunField, 0),
+      lun: decodeLun(lunField, 0),
       lunField,
       cdb,
-      session.nexus!,
-      edtl,
-      flags & CMD_ATTR_MASK,
+      nexus: session.nexus!,
+      expectedDataTransferLength: edtl,
+      attribute: flags & CMD_ATTR_MASK,
       isWrite,
       isRead,
-      cmdSnOf(bhs),
-      isImmediate(bhs),
-      this,
-      this.ctx.limits.maxWriteBuffer,
-    );
-    if (isWrite && edtl > 0) {
-      task.immediateLength = immediateLen;
-      task.received = immediateLen;
-      task.nextR2tOffset = immediateLen;
-      if (!params.initialR2T) {
-        const unsolicitedTotal = Math.min(params.firstBurstLength, edtl);
-        task.unsolicitedExpected = Math.max(0, unsolicitedTotal - immediateLen);
-        // F=1 on the command means no unsolicited Data-Out follows.
-        if (flags & FLAG_F) task.unsolicitedExpected = 0;
-        task.unsolicitedDone = task.unsolicitedExpected === 0;
-        task.nextR2tOffset = immediateLen + task.unsolicitedExpected;
-      }
-      // Only the first burst is buffered now; task.dataOut() grows it to EDTL when the command runs.
-      const firstBurst = immediateLen + task.unsolicitedExpected;
-      if (firstBurst > 0) {
-        task.writeBuf = Buffer.allocUnsafe(firstBurst);
-        if (immediateLen > 0) pdu.data.copy(task.writeBuf, 0);
-      }
-    }
+      cmdSN: cmdSnOf(bhs),
+      immediate: isImmediate(bhs),
+      // Only the first burst is buffered now; the sequencer grows to what the core asks for when the command runs.
+      writeData: isWrite && edtl > 0
+        ? new DataOutSequencer({
+          expectedDataTransferLength: edtl,
+          immediateData: pdu.data,
+          final: (flags & FLAG_F) !== 0,
+          initialR2T: params.initialR2T,
+          firstBurstLength: params.firstBurstLength,
+        })
+        : null,
+      solicitor: this,
+      maxDataOutLength: this.ctx.limits.maxWriteBuffer,
+    });
     this.tasks.set(itt, task);
     // A discarded command leaves nothing behind: not its ITT, not its write buffer.
     if (this.admitCommand(pdu, () => void this.executeTask(task)) === 'discard') this.finishTask(task);
@@ -421,13 +413,16 @@ export class Connection implements DataSolicitor {
 
   private finishTask(task: IscsiTask): void {
     if (this.tasks.get(task.itt) === task) this.tasks.delete(task.itt);
-    for (const ttt of task.r2ts.keys()) {
-      this.byTtt.delete(ttt);
-      this.retiredTtts.add(ttt);
-      if (this.retiredTtts.size > RETIRED_TTT_LIMIT) this.retiredTtts.delete(this.retiredTtts.values().next().value!);
+    const seq = task.writeData;
+    if (seq) {
+      for (const ttt of seq.openTtts()) {
+        this.byTtt.delete(ttt);
+        this.retiredTtts.add(ttt);
+        if (this.retiredTtts.size > RETIRED_TTT_LIMIT) this.retiredTtts.delete(this.retiredTtts.values().next().value!);
+      }
+      seq.release();
+      task.writeData = null;
     }
-    task.r2ts.clear();
-    task.writeBuf = null;
     task.finish();
   }
 
@@ -508,21 +503,18 @@ export class Connection implements DataSolicitor {
 
   // ---- write data: unsolicited Data-Out and R2T ------------------------
 
-  /** DataSolicitor: keep up to MaxOutstandingR2T R2Ts in flight until `wanted` bytes are requested. */
+  /** DataSolicitor: keep up to MaxOutstandingR2T R2Ts in flight until the bytes the core wants are requested. */
   solicit(task: IscsiTask): void {
-    if (this.state !== 'ffp' || task.aborted) return;
+    const seq = task.writeData;
+    if (this.state !== 'ffp' || task.aborted || !seq) return;
     const params = this.params!;
-    if (!task.unsolicitedDone) return; // R2Ts follow the unsolicited burst (RFC 7143 §4.2.3.4 ordering kept simple)
-    while (task.nextR2tOffset < task.wanted && task.r2ts.size < params.maxOutstandingR2T) {
-      const len = Math.min(params.maxBurstLength, task.wanted - task.nextR2tOffset);
+    while (seq.needsR2t(params.maxOutstandingR2T)) {
       const ttt = this.allocTtt();
-      const seq = { ttt, offset: task.nextR2tOffset, length: len, received: 0, nextDataSN: 0 };
-      task.r2ts.set(ttt, seq);
+      const r2t = seq.openR2t(ttt, params.maxBurstLength);
       this.byTtt.set(ttt, task);
-      task.nextR2tOffset += len;
       task.dataSN++;
       const h = encodeR2t(
-        { itt: task.itt, ttt, lun: task.lunField, r2tSN: task.r2tSN++, bufferOffset: seq.offset, desiredLength: len },
+        { itt: task.itt, ttt, lun: task.lunField, r2tSN: r2t.r2tSN, bufferOffset: r2t.bufferOffset, desiredLength: r2t.desiredLength },
         this.snNoStatus(),
       );
       this.send(h);
@@ -539,13 +531,8 @@ export class Connection implements DataSolicitor {
 
   private onDataOut(pdu: Pdu): void {
     const bhs = pdu.bhs;
-    const itt = ittOf(bhs);
     const ttt = tttOf(bhs);
-    const task = this.tasks.get(itt);
-    const len = pdu.data.length;
-    const offset = bhs.readUInt32BE(DataOutField.BUFFER_OFFSET);
-    const dataSN = bhs.readUInt32BE(DataOutField.DATASN);
-    const final = (flagsOf(bhs) & FLAG_F) !== 0;
+    const task = this.tasks.get(ittOf(bhs));
     if (!task || task.aborted) {
       // The task finished early (error status) or was aborted: its data is dropped (RFC 7143 §11.7).
       if (ttt !== NO_TAG && !task && !this.retiredTtts.has(ttt)) {
@@ -553,64 +540,20 @@ export class Connection implements DataSolicitor {
       }
       return;
     }
-    if (!task.writeBuf || offset + len > task.writeBuf.length) {
-      // No data was solicited there: not in the first burst and no R2T covers it.
-      this.dataSequenceError(task, bhs, 'Data-Out outside the first burst and every R2T');
-      return;
-    }
-    if (offset + len > task.expectedDataTransferLength) {
-      this.dataSequenceError(task, bhs, 'Data-Out beyond expected data transfer length');
-      return;
-    }
-    if (ttt === NO_TAG) {
-      // Unsolicited data (RFC 7143 §4.2.3.4): only when InitialR2T=No, within FirstBurstLength.
-      const expectOffset = task.immediateLength + task.unsolicitedReceived;
-      if (task.unsolicitedDone || offset !== expectOffset || dataSN !== task.unsolicitedNextDataSN ||
-          task.unsolicitedReceived + len > task.unsolicitedExpected) {
-        this.dataSequenceError(task, bhs, 'unexpected unsolicited Data-Out');
-        return;
-      }
-      pdu.data.copy(task.writeBuf, offset);
-      task.unsolicitedReceived += len;
-      task.unsolicitedNextDataSN++;
-      task.received += len;
-      if (final || task.unsolicitedReceived >= task.unsolicitedExpected) {
-        if (task.unsolicitedReceived < task.unsolicitedExpected) {
-          // F before FirstBurstLength: the initiator sent less than it had to; solicit the rest by R2T.
-          task.nextR2tOffset = task.immediateLength + task.unsolicitedReceived;
-        }
-        task.unsolicitedDone = true;
-        if (task.wanted >= 0) this.solicit(task);
-      }
+    const seq = task.writeData;
+    const verdict = seq === null
+      ? 'outside-solicited'
+      : seq.accept(ttt, bhs.readUInt32BE(DataOutField.DATASN), bhs.readUInt32BE(DataOutField.BUFFER_OFFSET),
+        (flagsOf(bhs) & FLAG_F) !== 0, pdu.data);
+    if (verdict === 'accepted') {
       task.checkComplete();
-      return;
-    }
-    const seq = task.r2ts.get(ttt);
-    if (!seq) {
-      this.dataSequenceError(task, bhs, 'Data-Out with unknown target transfer tag');
-      return;
-    }
-    if (dataSN !== seq.nextDataSN || offset !== seq.offset + seq.received || seq.received + len > seq.length) {
-      this.dataSequenceError(task, bhs, 'Data-Out out of sequence');
-      return;
-    }
-    pdu.data.copy(task.writeBuf, offset);
-    seq.received += len;
-    seq.nextDataSN++;
-    task.received += len;
-    if (seq.received >= seq.length) {
-      if (!final) {
-        this.dataSequenceError(task, bhs, 'Data-Out sequence complete without F bit');
-        return;
-      }
-      task.r2ts.delete(ttt);
-      this.byTtt.delete(ttt);
+    } else if (verdict === 'burst-done') {
+      if (ttt !== NO_TAG) this.byTtt.delete(ttt);
       this.solicit(task);
-    } else if (final) {
-      this.dataSequenceError(task, bhs, 'Data-Out F bit before the sequence was complete');
-      return;
+      task.checkComplete();
+    } else {
+      this.dataSequenceError(task, bhs, DATA_OUT_ERRORS[verdict]);
     }
-    task.checkComplete();
   }
 
   /**
