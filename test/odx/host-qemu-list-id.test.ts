@@ -66,4 +66,21 @@ describe("QEMU's list identifier: ID 1, LIST ID USAGE 10b, copies overlapping on
       expect(readFileAt(lunFile(1), round * IN_FLIGHT * COPY_BLOCKS * BS, source.length).equals(source)).toBe(true);
     }
   });
+
+  // Not weakened: with LIST ID USAGE 00b the initiator will ask for the results by that ID, so
+  // a second copy under an ID still in use is refused (SPC-5 5.17.4.3: OPERATION IN PROGRESS).
+  it.each([
+    ['LID1', 0 as const],
+    ['LID4', 1 as const],
+  ])('%s with LIST ID USAGE 00b: of two overlapping copies with one list ID, the second is refused with 5/00/16, the first completes', async (_label, sa) => {
+    const cmds = [0, 1].map((k) => {
+      const seg = b2b(0, 1, COPY_BLOCKS, k * COPY_BLOCKS, ((224 + 16 * k) * MiB) / BS);
+      const params = sa === 0 ? lid1([e4(naa[0]), e4(naa[1])], [seg], { listId: 7, usage: 0b00 }) : lid4([e4(naa[0]), e4(naa[1])], [seg], { listId: 7, usage: 0b00 });
+      return { lun: 0, cdb: xcopyCdb(sa, params.length), dataOut: params };
+    });
+    const [first, second] = await pipelined(c, cmds);
+    expect(first.status).toBe(0);
+    expect(second.status).toBe(2);
+    expect([second.sense![2] & 0x0f, second.sense![12], second.sense![13]]).toEqual([0x5, 0x00, 0x16]);
+  });
 });
