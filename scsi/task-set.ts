@@ -41,6 +41,11 @@ export class TaskSet {
     return new Set(hit.map((t) => t.nexusKey));
   }
 
+  /** Number of running tasks (tests, status). */
+  get size(): number {
+    return this.tasks.size;
+  }
+
   /** Wait until every task running now has settled (shutdown). */
   async settled(): Promise<void> {
     await Promise.all([...this.tasks].map((t) => t.settled.wait()));
