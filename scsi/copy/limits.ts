@@ -104,8 +104,19 @@ export const MAX_BYTES_IN_BLOCK_ROD = 2 * 1024 * 1024 * 1024;
  * the foreground deadline (WUT_DEADLINE_MS) and Windows' ~4 s budget with room to spare.
  */
 export const OPTIMAL_BYTES_IN_BLOCK_ROD_TRANSFER = 128 * 1024 * 1024;
-/** Live tokens per copy manager (daemon); one more -> 5/55/0D. */
+/**
+ * Live tokens per copy manager (daemon). At the cap a POPULATE TOKEN cancels
+ * the least recently used idle token (5/23/08 on its later use): Windows
+ * never sets DEL_TKN, so its tokens stay until their inactivity timeout.
+ * Only when every token is in use does a POPULATE TOKEN get 5/55/0D.
+ */
 export const MAX_LIVE_TOKENS = 1024;
+/**
+ * Tombstones of invalidated tokens kept (each a few hundred bytes, for twice
+ * the token's inactivity timeout) so a late use is told EXPIRED / DELETED /
+ * CANCELLED; past the bound the oldest go first.
+ */
+export const MAX_TOMBSTONES = 16 * MAX_LIVE_TOKENS;
 /**
  * Bytes that point-in-time side files may hold in total (copy-on-write saves,
  * or extents a clone stops sharing). When a write would pass it, the oldest

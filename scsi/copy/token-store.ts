@@ -123,8 +123,10 @@ export class RodTokenStore implements PointInTimeHost {
    * image, so no write is half-way through any of them.
    */
   async create(o: CreateTokenOptions): Promise<RodToken> {
-    // Reference 2.11: no resources for another token -> 5/55/0D.
-    if (this.live.size >= this.maxLiveTokens) throw new SenseError('INSUFFICIENT_RESOURCES_TO_CREATE_ROD_TOKEN');
+    // Reference 2.11: no resources for another token -> 5/55/0D; idle tokens make room first.
+    while (this.live.size >= this.maxLiveTokens) {
+      if (!this.cancelLeastRecentlyUsed()) throw new SenseError('INSUFFICIENT_RESOURCES_TO_CREATE_ROD_TOKEN');
+    }
     const lu = o.lu;
     const bs = lu.blockSize;
     const mapped: RodPiece[] = [];
@@ -242,6 +244,33 @@ export class RodTokenStore implements PointInTimeHost {
     this.onEvent?.(why, t);
     if (t.uses === 0) this.drop(t);
     this.scheduleSweep();
+  }
+
+  /**
+   * At the live-token cap: cancel the idle token used least recently (SPC-5
+   * 5.17.6.3 lets the copy manager cancel a token; its next use gets 5/23/08).
+   * False when every token is in use.
+   */
+  private cancelLeastRecentlyUsed(): boolean {
+    let lru: RodToken | undefined;
+    for (const t of this.live.values()) if (t.uses === 0 && (!lru || t.lastUse < lru.lastUse)) lru = t;
+    if (!lru) return false;
+    this.logger.info({ token: lru.key, idleMs: Date.now() - lru.lastUse, live: this.live.size }, 'live-token cap reached: cancelling the least recently used idle token');
+    this.invalidate(lru, 'cancelled');
+    return true;
+  }
+
+  /** Tombstones of invalidated tokens kept now (bounded: maxTombstones). */
+  get tombstoneCount(): number {
+    return this.state instanceof LocalTokenState ? this.state.tombstones : this.state.list().filter((r) => r.state !== 'live').length;
+  }
+
+  get maxTombstones(): number {
+    return this.state instanceof LocalTokenState ? this.state.maxTombstones : Infinity;
+  }
+
+  set maxTombstones(n: number) {
+    if (this.state instanceof LocalTokenState) this.state.maxTombstones = n;
   }
 
   /** Cancel every token of `lu` (LU removed, resized, device closing). */

@@ -1,6 +1,6 @@
 /**
  * Many tokens at once: concurrent PT/WUT pairs on distinct list identifiers,
- * REPORT ALL ROD TOKENS, the live-token cap (5/55/0D), RRTI per list ID.
+ * REPORT ALL ROD TOKENS, the live-token cap (the least recently used idle token goes), RRTI per list ID.
  */
 import {
   BS, SENSE, expectGood, expectSense, odxDaemon, pattern, populateToken, readBlocks, reportAllRodTokensCdb, rrti, session,
@@ -55,16 +55,22 @@ describe('many concurrent tokens', () => {
     }
   });
 
-  it('the live-token cap answers INSUFFICIENT RESOURCES (5/55/0D); a deleted token frees a slot', async () => {
+  it('at the live-token cap a PT cancels the least recently used idle token (5/23/08 on its use), as Windows never deletes its tokens; a deleted token frees a slot without cancelling (5/55/0D only when every token is in use: test/scsi/copy/token-store-events)', async () => {
     const store = d.daemon.rodTokens!;
     const saved = store.maxLiveTokens;
-    store.maxLiveTokens = store.liveCount + 3;
+    for (const t of store.tokens()) store.invalidate(t, 'deleted'); // the other tests' tokens are done
+    store.maxLiveTokens = 3;
     try {
       const made: Buffer[] = [];
       for (let i = 0; i < 3; i++) made.push(await tokenFor(c, 0, 0x7000 + i, [[i, 1]]));
-      expectSense(await populateToken(c, 0, 0x7100, [[10, 1]]), SENSE.INSUFFICIENT_RESOURCES_TOKEN);
-      expectGood(await writeUsingToken(c, 1, 0x7200, made[0], [[0, 1]], { delTkn: true }));
-      expectGood(await populateToken(c, 0, 0x7101, [[10, 1]]));
+      // made[0] is used after the others were made: made[1] is the least recently used
+      await new Promise((r) => setTimeout(r, 5));
+      expectGood(await writeUsingToken(c, 1, 0x7200, made[0], [[0, 1]]));
+      expectGood(await populateToken(c, 0, 0x7100, [[10, 1]]));
+      expectSense(await writeUsingToken(c, 1, 0x7201, made[1], [[1, 1]]), [[0x5, 0x23, 0x08]]);
+      expectGood(await writeUsingToken(c, 1, 0x7202, made[2], [[2, 1]], { delTkn: true }));
+      expectGood(await populateToken(c, 0, 0x7101, [[11, 1]]));
+      expectGood(await writeUsingToken(c, 1, 0x7203, made[0], [[3, 1]]));
     } finally {
       store.maxLiveTokens = saved;
     }

@@ -76,3 +76,51 @@ describe('RodTokenStore lifecycle events', () => {
     expect(late).toEqual(['cancelled']);
   });
 });
+
+describe('idle tokens as Windows leaves them (issue 11 point 1: no DEL_TKN, 60 s inactivity)', () => {
+  it('at the live-token cap a POPULATE TOKEN cancels the least recently used idle token instead of failing; its later use gets TOKEN CANCELLED', async () => {
+    const s = setup();
+    s.store.maxLiveTokens = 3;
+    const a = await s.create();
+    const b = await s.create();
+    const c = await s.create();
+    // a is used (and released) after b and c were made: b is now the least recently used
+    s.store.hold(s.store.resolve(a.bytes));
+    s.store.release(a);
+    a.record.lastUse = Date.now() + 1; // (the same millisecond as b and c otherwise)
+    const d = await s.create();
+    expect(reasonOf(() => s.store.resolve(b.bytes))).toBe('TOKEN_CANCELLED');
+    expect(s.store.liveCount).toBe(3);
+    for (const t of [a, c, d]) expect(s.store.resolve(t.bytes)).toBe(t);
+    expect(s.events.filter(([e]) => e === 'cancelled')).toEqual([['cancelled', b.key]]);
+    await s.store.close();
+  });
+
+  it('a token in use is never the one cancelled; when every token is in use, 5/55/0D as before', async () => {
+    const s = setup();
+    s.store.maxLiveTokens = 2;
+    const a = await s.create();
+    const b = await s.create();
+    s.store.hold(a);
+    const c = await s.create(); // b was idle: cancelled
+    expect(reasonOf(() => s.store.resolve(b.bytes))).toBe('TOKEN_CANCELLED');
+    s.store.hold(c);
+    await expect(s.create()).rejects.toMatchObject({ reason: 'INSUFFICIENT_RESOURCES_TO_CREATE_ROD_TOKEN' });
+    s.store.release(a);
+    s.store.release(c);
+    await s.store.close();
+  });
+
+  it('tombstones stay bounded: the oldest go first, and their late use is still refused (EXPIRED instead of CANCELLED)', async () => {
+    const s = setup();
+    s.store.maxLiveTokens = 4;
+    s.store.maxTombstones = 50;
+    const made = [];
+    for (let i = 0; i < 400; i++) made.push(await s.create());
+    expect(s.store.liveCount).toBe(4);
+    expect(s.store.tombstoneCount).toBe(50);
+    expect(reasonOf(() => s.store.resolve(made[0].bytes))).toBe('TOKEN_EXPIRED');
+    expect(reasonOf(() => s.store.resolve(made[395].bytes))).toBe('TOKEN_CANCELLED');
+    await s.store.close();
+  });
+});
