@@ -115,7 +115,7 @@ describe('idle tokens as Windows leaves them (issue 11 point 1: no DEL_TKN, 60 s
     const s = setup();
     s.store.maxLiveTokens = 4;
     s.store.maxTombstones = 50;
-    const made = [];
+    const made: Awaited<ReturnType<typeof s.create>>[] = [];
     for (let i = 0; i < 400; i++) made.push(await s.create());
     expect(s.store.liveCount).toBe(4);
     expect(s.store.tombstoneCount).toBe(50);
