@@ -16,7 +16,10 @@
  *  - each worker lowers its own nice value (setpriority on its thread id,
  *    default +10), so the event loop and the write lane win the CPU whenever
  *    they have work: a copy only gets what small commands leave;
- *  - a call is one message each way; the worker makes it synchronously.
+ *  - a call is one message each way; the worker makes it synchronously. A
+ *    small copy of allocated data (LibC.copyDataAsync) is one call: the
+ *    worker checks SEEK_DATA/SEEK_HOLE and copies, one round trip instead of
+ *    three (issue 12).
  *
  * A worker that dies hands its call back to koffi's async path (every call
  * here is idempotent: explicit offsets, no file position), and the lane is
@@ -24,13 +27,14 @@
  * that loads koffi by its resolved path, as the write lane does.
  */
 import { Worker } from 'node:worker_threads';
-import { FICLONERANGE, type LibC, type SysResult } from './libc';
+import { FICLONERANGE, type CopyDataResult, type LibC, type SysResult } from './libc';
 
 /** Operations a worker knows. */
 const OP_LSEEK = 0;
 const OP_FALLOCATE = 1;
 const OP_COPY_FILE_RANGE = 2;
 const OP_CLONE = 3;
+const OP_COPY_DATA = 4;
 
 const WORKER_SOURCE = `
 'use strict';
@@ -52,8 +56,31 @@ try {
 } catch {
   // priority is an optimisation
 }
+/** OP_COPY_DATA: copy [a, a+e) of fd s to d at o if it is all data; [copied, errno]. */
+function copyData(s, a, d, o, e, checkHoles) {
+  if (checkHoles) {
+    const data = num(lseek(s, a, 3));
+    if (data !== a) return [0, data < 0 ? koffi.errno() : 0];
+    const hole = num(lseek(s, a, 4));
+    if (hole < a + e) return [0, hole < 0 ? koffi.errno() : 0];
+  }
+  let done = 0;
+  for (let tries = 0; done < e && tries < 1000; tries++) {
+    const n = num(copyFileRange(s, [a + done], d, [o + done], e - done, 0));
+    if (n > 0) { done += n; tries = 0; continue; }
+    if (n === 0) return [done, 0];
+    const errno = koffi.errno();
+    if (errno !== 4 && errno !== 11) return [done, errno]; // EINTR, EAGAIN: again
+  }
+  return [done, 0];
+}
 parentPort.on('message', (m) => {
-  const [id, op, a, b, c, d, e] = m;
+  const [id, op, a, b, c, d, e, f] = m;
+  if (op === ${OP_COPY_DATA}) {
+    const [copied, errno] = copyData(a, b, c, d, e, f === 1);
+    parentPort.postMessage([id, copied, errno]);
+    return;
+  }
   let r;
   switch (op) {
     case ${OP_LSEEK}: r = lseek(a, b, c); break;
@@ -67,7 +94,7 @@ parentPort.on('message', (m) => {
 });
 `;
 
-type Call = [id: number, op: number, a: number, b: number, c: number, d: number, e: number];
+type Call = [id: number, op: number, a: number, b: number, c: number, d: number, e: number, f: number];
 
 interface Pending {
   call: Call;
@@ -135,6 +162,12 @@ export class CopyLane {
       () => this.options.fallback.cloneRangeAsync(srcFd, srcOffset, length, dstFd, dstOffset));
   }
 
+  /** One round trip for a small copy of data (LibC.copyDataAsync); the fallback says 'not done' and lets the caller take the general path. */
+  copyData(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number, checkHoles: boolean): Promise<CopyDataResult> {
+    return this.call(OP_COPY_DATA, fdIn, offIn, fdOut, offOut, len, async () => ({ res: 0, errno: 0 }), checkHoles ? 1 : 0)
+      .then((r) => ({ copied: r.res, errno: r.errno }));
+  }
+
   /** Stop the workers once their calls are done (tests; the daemon lets them die with the process). */
   async close(): Promise<void> {
     this.broken = true;
@@ -148,10 +181,12 @@ export class CopyLane {
     await Promise.all(this.workers.map((w) => w.worker.terminate()));
   }
 
-  private call(op: number, a: number, b: number, c: number, d: number, e: number, fallback: () => Promise<SysResult>): Promise<SysResult> {
+  private call(
+    op: number, a: number, b: number, c: number, d: number, e: number, fallback: () => Promise<SysResult>, f = 0,
+  ): Promise<SysResult> {
     if (this.broken) return fallback();
     return new Promise<SysResult>((resolve, reject) => {
-      const p: Pending = { call: [this.nextId++, op, a, b, c, d, e], resolve, reject, fallback };
+      const p: Pending = { call: [this.nextId++, op, a, b, c, d, e, f], resolve, reject, fallback };
       this.queue.push(p);
       this.dispatch();
     });
@@ -251,6 +286,7 @@ export function laneLibC(base: LibC, lane: CopyLane): LibC {
     fallocateAsync: (fd, mode, offset, len) => lane.fallocate(fd, mode, offset, len),
     copyFileRangeAsync: (fdIn, offIn, fdOut, offOut, len) => lane.copyFileRange(fdIn, offIn, fdOut, offOut, len),
     cloneRangeAsync: (srcFd, srcOffset, length, dstFd, dstOffset) => lane.cloneRange(srcFd, srcOffset, length, dstFd, dstOffset),
+    copyDataAsync: (fdIn, offIn, fdOut, offOut, len, checkHoles) => lane.copyData(fdIn, offIn, fdOut, offOut, len, checkHoles),
   };
 }
 

@@ -62,6 +62,8 @@ export interface CopyFile {
   readonly regular: boolean;
   readonly canSeekData: boolean;
   readonly canPunchHole: boolean;
+  /** FICLONERANGE works on its filesystem (probed once when the store opened); undefined: unknown, try. */
+  readonly canClone?: boolean;
   /** pread into buf[off, off+len) at pos; 0 at EOF. */
   read(buf: Buffer, off: number, len: number, pos: number): Promise<number>;
   /** pwrite buf[off, off+len) at pos; may be short. */
@@ -158,7 +160,10 @@ class RangeCopier {
     const mode = options.mode ?? 'auto';
     this.kernel = mode !== 'buffered' && libc !== null && this.dstFile !== null && src.regular && this.dstFile.regular
       && !(overlap && Math.abs(this.delta) < MIN_OVERLAP_KERNEL_CHUNK);
-    this.clone = this.kernel && mode === 'auto';
+    // Clone only where it can work: both filesystems said so when probed, and it is the same one
+    // (no FICLONERANGE round trip per copy that fails on ext4 every time: issue 12).
+    this.clone = this.kernel && mode === 'auto' && src.canClone !== false && this.dstFile!.canClone !== false
+      && src.dev === this.dstFile!.dev;
     // No kernel call may span source and destination of the same bytes (the
     // kernel refuses with EINVAL). Buffered pieces read before they write, so
     // they need no such limit.
@@ -177,6 +182,7 @@ class RangeCopier {
       this.options.onProgress?.(this.length);
       return this.result;
     }
+    if (await this.smallCopy()) return this.result;
     if (this.backward) {
       const segments: Segment[] = [];
       for await (const s of this.segments()) segments.push(s);
@@ -185,6 +191,23 @@ class RangeCopier {
       for await (const s of this.segments()) await this.segment(s);
     }
     return this.result;
+  }
+
+  /**
+   * A range of at most one chunk, not cloned: SEEK_DATA/SEEK_HOLE and the
+   * copy in one round trip when the libc can batch (the copy lane). True
+   * when it is done; otherwise nothing is counted and the general path runs
+   * (and makes the same idempotent calls again).
+   */
+  private async smallCopy(): Promise<boolean> {
+    const batch = this.libc?.copyDataAsync;
+    if (!batch || !this.kernel || this.clone || this.backward || this.length > this.chunk) return false;
+    const walk = (this.options.preserveHoles ?? true) && this.src.canSeekData;
+    const { copied } = await batch.call(this.libc, this.src.fd, this.srcOffset, this.dstFile!.fd, this.dstOffset, this.length, walk);
+    if (copied !== this.length) return false;
+    this.result.offloaded += copied;
+    this.progress(copied);
+    return true;
   }
 
   /** The source range as data and hole segments, in ascending order. */

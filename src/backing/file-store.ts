@@ -108,7 +108,7 @@ export class FileStore implements BackingStore {
     const handle = this.fh;
     this.file = {
       fd: fh.fd, path, dev: o.dev, ino: o.ino, blksize: o.blksize, regular: o.regular,
-      canSeekData: this.canSeekData, canPunchHole: this.canPunchHole,
+      canSeekData: this.canSeekData, canPunchHole: this.canPunchHole, canClone: o.readOnly ? undefined : o.canClone, // a read-only file was not probed
       read: async (buf, off, len, pos) => (await handle.read(buf, off, len, pos)).bytesRead,
       write: async (buf, off, len, pos) => (await handle.write(buf, off, len, pos)).bytesWritten,
     };

@@ -31,6 +31,21 @@ export interface LibC {
    * waiting for the disk, so it never blocks the event loop on I/O.
    */
   preadNowait(fd: number, buf: Buffer, offset: number, length: number): SysResult;
+  /**
+   * One round trip for a small copy (./copy-lane.ts): if [offIn, offIn+len) of
+   * fdIn is all data (SEEK_DATA at offIn is offIn and SEEK_HOLE is at or past
+   * the end; skipped unless checkHoles), copy_file_range it whole to offOut of
+   * fdOut, resuming short copies. `copied` is len on success; anything less
+   * (a hole, EOF, an error: `errno`) and the caller takes the general path
+   * for the whole range (every call it made is idempotent). Absent: no batching.
+   */
+  copyDataAsync?(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number, checkHoles: boolean): Promise<CopyDataResult>;
+}
+
+/** What copyDataAsync did. */
+export interface CopyDataResult {
+  copied: number;
+  errno: number;
 }
 
 export const SEEK_DATA = 3;

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FileStore } from '../../src/backing/file-store';
 import { CopyLane, laneLibC } from '../../src/backing/copy-lane';
-import { EBADF, SEEK_DATA, loadLibC } from '../../src/backing/libc';
+import { EBADF, SEEK_DATA, loadLibC, type LibC } from '../../src/backing/libc';
 
 const MiB = 1024 * 1024;
 const libc = loadLibC();
@@ -93,6 +93,46 @@ d('copy lane', () => {
     } finally {
       await fa.close();
       await fb.close();
+      await lane.close();
+    }
+  });
+
+  it('a copy of one chunk of allocated data is one round trip (SEEK_DATA, SEEK_HOLE and copy_file_range in the worker); one with a hole takes the general path', async () => {
+    const lane = new CopyLane({ threads: 2, nice: 0, fallback: libc! });
+    const calls: string[] = [];
+    const inner = laneLibC(libc!, lane);
+    const counted: LibC = {
+      ...inner,
+      lseekAsync: (...a) => (calls.push('lseek'), inner.lseekAsync(...a)),
+      copyFileRangeAsync: (...a) => (calls.push('copy_file_range'), inner.copyFileRangeAsync(...a)),
+      cloneRangeAsync: (...a) => (calls.push('clone'), inner.cloneRangeAsync(...a)),
+      fallocateAsync: (...a) => (calls.push('fallocate'), inner.fallocateAsync(...a)),
+      copyDataAsync: (...a) => (calls.push('copyData'), inner.copyDataAsync!(...a)),
+    };
+    const data = randomFillSync(Buffer.allocUnsafe(4 * MiB));
+    writeFileSync(join(dir, 'e.img'), data);
+    const src = await FileStore.open({ path: join(dir, 'e.img'), libc: counted });
+    const dst = await FileStore.open({ path: join(dir, 'f.img'), sizeBytes: 8 * MiB, libc: counted });
+    try {
+      for (const size of [64 * 1024, 2 * MiB]) {
+        calls.length = 0;
+        const r = await src.copyRange(dst, MiB, 0, size);
+        // the probe at open said ext4/tmpfs cannot clone: no FICLONERANGE is tried either
+        expect(calls).toEqual(src.canClone ? ['clone', 'copy_file_range'] : ['copyData']);
+        expect(r).toMatchObject({ bytes: size, offloaded: size, holes: 0 });
+        expect((await dst.read(0, size)).equals(data.subarray(MiB, MiB + size))).toBe(true);
+      }
+      // 1 MiB past the 4 MiB of data: a hole, so the batched call declines and the walk runs
+      calls.length = 0;
+      const r = await src.copyRange(dst, 3 * MiB, 4 * MiB, 2 * MiB);
+      expect(calls[0]).toBe('copyData');
+      expect(calls).toContain('lseek');
+      expect(r).toMatchObject({ bytes: 2 * MiB, offloaded: MiB });
+      expect((await dst.read(4 * MiB, MiB)).equals(data.subarray(3 * MiB))).toBe(true);
+      expect((await dst.read(5 * MiB, MiB)).every((x) => x === 0)).toBe(true);
+    } finally {
+      await src.close();
+      await dst.close();
       await lane.close();
     }
   });

@@ -292,7 +292,9 @@ d('FileStore.copyRange', () => {
     let clones = 0;
     const faulty: LibC = {
       ...real,
-      cloneRangeAsync: async () => {
+      // The probe at open (a zero-length clone) succeeds, so both stores say they can clone.
+      cloneRangeAsync: async (_s, _o, length) => {
+        if (length === 0) return { res: 0, errno: 0 };
         clones++;
         const errno = answers.shift() ?? EOPNOTSUPP;
         return { res: -1, errno };
@@ -302,7 +304,8 @@ d('FileStore.copyRange', () => {
     const model = makeFile(join(dir, 'src'), 16 * MiB, [[0, 2 * MiB], [4 * MiB, 2 * MiB], [8 * MiB, 2 * MiB], [12 * MiB, 2 * MiB]]);
     const src = await FileStore.open({ path: join(dir, 'src'), libc: faulty });
     stores.push(src);
-    const dst = await open('dst', { sizeBytes: 16 * MiB });
+    const dst = await open('dst', { sizeBytes: 16 * MiB, libc: faulty });
+    expect([src.canClone, dst.canClone]).toEqual([true, true]);
     answers.push(EINVAL, EINVAL); // then EOPNOTSUPP
     clones = 0;
     const r = await src.copyRange(dst, 0, 0, 16 * MiB);
