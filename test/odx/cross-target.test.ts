@@ -40,6 +40,8 @@ interface Running {
   daemon: Daemon;
   port: number;
   logs: Array<Record<string, unknown>>;
+  /** The configuration with a top-level copyScope (for reload). */
+  withCopyScope(copyScope: string): ReturnType<typeof validateConfig>;
   stop(): Promise<void>;
 }
 
@@ -52,23 +54,25 @@ async function start(over: { copyScope?: string; a?: Record<string, unknown>; b?
       cb();
     },
   });
-  const config = validateConfig({
+  const build = (copyScope?: string) => validateConfig({
     listen: ['127.0.0.1:0'],
     dataDir,
     logLevel: 'info',
     limits: { authFailureDelayMs: 10 },
-    ...(over.copyScope ? { copyScope: over.copyScope } : {}),
+    ...(copyScope ? { copyScope } : {}),
     targets: [
       { iqn: A, luns: [{ lun: 0, path: 'a0.img', size: '32MiB', naa: NAA_A }], ...over.a },
       { iqn: B, luns: [{ lun: 0, path: 'b0.img', size: '32MiB', naa: NAA_B }], ...over.b },
     ],
   });
+  const config = build(over.copyScope);
   const daemon = new Daemon(config, pino({ level: 'info' }, sink));
   await daemon.start();
   return {
     daemon,
     port: daemon.ports[0],
     logs,
+    withCopyScope: build,
     async stop() {
       await daemon.stop();
       fs.rmSync(dataDir, { recursive: true, force: true });
@@ -189,6 +193,11 @@ describe('copyScope acl (the default): an open target is not reachable from anot
       const logged = refusals(d);
       expect(logged.some((l) => l.initiator === ALICE && l.fromTarget === A && l.target === B && /copyScope acl/.test(String(l.reason)))).toBe(true);
       expect(logged.some((l) => l.initiator === ALICE && l.fromTarget === B && l.target === A)).toBe(true);
+      // A reload (SIGHUP) to sameInitiator applies at once, the sessions kept; and back.
+      await d.daemon.reload(d.withCopyScope('sameInitiator'));
+      expectGood(await xcopy(aliceA, NAA_A, NAA_B, 0, 0, 64), 'after reload to sameInitiator');
+      await d.daemon.reload(d.withCopyScope('acl'));
+      expectSense(await xcopy(aliceA, NAA_A, NAA_B, 0, 0, 64), CSCD_UNREACHABLE, 'after reload back to acl');
     } finally {
       aliceA.close();
       aliceB.close();
