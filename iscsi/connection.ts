@@ -60,7 +60,7 @@ import { IscsiTask, TransportError, DataSolicitor } from './task';
 import { DATA_OUT_ERRORS, DataOutSequencer } from './data-out';
 import { Session } from './session';
 import type { ServerContext } from './server';
-import { LoginNegotiator } from './login';
+import { LoginNegotiator, type Established } from './login';
 import { buildSendTargetsResponse } from './discovery';
 import type { NegotiatedParams } from './types';
 import { ScsiStatus, TmfFunction } from '../scsi/types';
@@ -77,10 +77,12 @@ export class Connection implements DataSolicitor {
   readonly id: number;
   readonly log: Logger;
   state: State = 'login';
-  session: Session | null = null;
-  cid = 0;
-  params: NegotiatedParams | null = null;
-  statSN = 0;
+  /** What login established (session, negotiated keys, CID); null until full feature phase. */
+  private established: Established | null = null;
+  private statSN = 0;
+  /** Digests in force for what we send (from the negotiated keys, once in full feature phase). */
+  private headerDigest = false;
+  private dataDigest = false;
   private readonly framer: PduFramer;
   private readonly tasks = new Map<number, IscsiTask>();
   private readonly byTtt = new Map<number, IscsiTask>();
@@ -129,15 +131,25 @@ export class Connection implements DataSolicitor {
     return this.closedPromise;
   }
 
+  /** The session, once login completed. */
+  get session(): Session | null {
+    return this.established?.session ?? null;
+  }
+
+  /** The connection's CID, once login completed (0 before). */
+  get cid(): number {
+    return this.established?.cid ?? 0;
+  }
+
   // ---- sequence numbers -------------------------------------------------
 
   /** Sequence numbers for a PDU that carries status: StatSN advances. */
   private snWithStatus(): SequenceNumbers {
-    const s = this.session;
+    const e = this.established;
     const sn = {
       statSN: this.statSN,
-      expCmdSN: s ? s.expCmdSN : 0,
-      maxCmdSN: s ? s.maxCmdSN : 0,
+      expCmdSN: e ? e.session.expCmdSN : 0,
+      maxCmdSN: e ? e.session.maxCmdSN : 0,
     };
     this.statSN = snAdd(this.statSN, 1);
     return sn;
@@ -145,8 +157,8 @@ export class Connection implements DataSolicitor {
 
   /** Sequence numbers for a PDU without status (R2T, Data-In without S, ping): StatSN not advanced. */
   private snNoStatus(): SequenceNumbers {
-    const s = this.session;
-    return { statSN: this.statSN, expCmdSN: s ? s.expCmdSN : 0, maxCmdSN: s ? s.maxCmdSN : 0 };
+    const e = this.established;
+    return { statSN: this.statSN, expCmdSN: e ? e.session.expCmdSN : 0, maxCmdSN: e ? e.session.maxCmdSN : 0 };
   }
 
   // ---- output -----------------------------------------------------------
@@ -165,25 +177,25 @@ export class Connection implements DataSolicitor {
         sock.uncork();
       });
     }
-    const p = this.params;
-    const hd = p !== null && p.headerDigest && this.state !== 'login';
-    const dd = p !== null && p.dataDigest && this.state !== 'login';
     sock.write(header);
-    if (hd) sock.write(digestBytes(crc32c(header)));
+    if (this.headerDigest) sock.write(digestBytes(crc32c(header)));
     if (data && data.length > 0) {
       sock.write(data);
       const pad = padLength(data.length);
       if (pad) sock.write(PAD.subarray(0, pad));
-      if (dd) sock.write(digestBytes(pad ? crc32c(data, PAD.subarray(0, pad)) : crc32c(data)));
+      if (this.dataDigest) sock.write(digestBytes(pad ? crc32c(data, PAD.subarray(0, pad)) : crc32c(data)));
     }
   }
 
   /** Switch the framer and sender to the negotiated parameters (after the final login response). */
-  enterFullFeature(session: Session, params: NegotiatedParams): void {
-    this.session = session;
-    this.params = params;
+  enterFullFeature(established: Established): void {
+    const { session, params } = established;
+    this.established = established;
+    this.statSN = established.statSN;
     this.state = 'ffp';
     this.login = null;
+    this.headerDigest = params.headerDigest;
+    this.dataDigest = params.dataDigest;
     this.framer.maxDataSegmentLength = params.targetMaxRecvDataSegmentLength;
     this.framer.headerDigest = params.headerDigest;
     this.framer.dataDigest = params.dataDigest;
@@ -221,7 +233,7 @@ export class Connection implements DataSolicitor {
         this.loginChain = this.loginChain.then(() => this.runLogin(copy));
         return;
       }
-      this.onFullFeaturePdu(pdu);
+      if (this.established) this.onFullFeaturePdu(pdu, this.established);
     } catch (err) {
       this.log.error({ err }, 'unexpected error handling PDU');
       this.drop('internal error');
@@ -238,10 +250,10 @@ export class Connection implements DataSolicitor {
     }
   }
 
-  private onFullFeaturePdu(pdu: Pdu): void {
+  private onFullFeaturePdu(pdu: Pdu, ffp: Established): void {
     const bhs = pdu.bhs;
     const op = opcodeOf(bhs);
-    const session = this.session!;
+    const session = ffp.session;
     if (session.type === 'Discovery') {
       if (op !== InitiatorOpcode.TEXT_REQUEST && op !== InitiatorOpcode.LOGOUT_REQUEST && op !== InitiatorOpcode.NOP_OUT) {
         this.reject(bhs, RejectReason.PROTOCOL_ERROR);
@@ -250,19 +262,19 @@ export class Connection implements DataSolicitor {
     }
     switch (op) {
       case InitiatorOpcode.SCSI_COMMAND:
-        return this.onScsiCommand(pdu);
+        return this.onScsiCommand(pdu, ffp);
       case InitiatorOpcode.SCSI_DATA_OUT:
         return this.onDataOut(pdu);
       case InitiatorOpcode.NOP_OUT:
-        return this.onNopOut(pdu);
+        return this.onNopOut(pdu, ffp);
       case InitiatorOpcode.TASK_MGMT_REQUEST:
-        return void this.admitCommand(pdu, () => void this.onTaskManagement(Buffer.from(bhs)));
+        return void this.admitCommand(pdu, session, () => void this.onTaskManagement(Buffer.from(bhs), session));
       case InitiatorOpcode.TEXT_REQUEST: {
         const copy = { bhs: Buffer.from(bhs), ahs: Buffer.alloc(0), data: Buffer.from(pdu.data) };
-        return void this.admitCommand(pdu, () => this.onTextRequest(copy));
+        return void this.admitCommand(pdu, session, () => this.onTextRequest(copy, ffp));
       }
       case InitiatorOpcode.LOGOUT_REQUEST:
-        return void this.admitCommand(pdu, () => void this.onLogout(Buffer.from(bhs)));
+        return void this.admitCommand(pdu, session, () => void this.onLogout(Buffer.from(bhs), ffp.cid));
       case InitiatorOpcode.LOGIN_REQUEST:
         // A login in full feature phase is a protocol error (RFC 7143 §6.2).
         this.reject(bhs, RejectReason.PROTOCOL_ERROR);
@@ -278,8 +290,7 @@ export class Connection implements DataSolicitor {
   }
 
   /** Run `deliver` in CmdSN order (immediate PDUs at once). 'discard': it will never run. */
-  private admitCommand(pdu: Pdu, deliver: () => void): 'deliver-now' | 'held' | 'discard' {
-    const session = this.session!;
+  private admitCommand(pdu: Pdu, session: Session, deliver: () => void): 'deliver-now' | 'held' | 'discard' {
     if (isImmediate(pdu.bhs)) {
       deliver();
       return 'deliver-now';
@@ -296,10 +307,9 @@ export class Connection implements DataSolicitor {
 
   // ---- SCSI Command -----------------------------------------------------
 
-  private onScsiCommand(pdu: Pdu): void {
+  private onScsiCommand(pdu: Pdu, ffp: Established): void {
     const bhs = pdu.bhs;
-    const session = this.session!;
-    const params = this.params!;
+    const { session, params } = ffp;
     const itt = ittOf(bhs);
     const flags = flagsOf(bhs);
     const edtl = bhs.readUInt32BE(ScsiCommandField.EDTL);
@@ -357,6 +367,8 @@ export class Connection implements DataSolicitor {
           final: (flags & FLAG_F) !== 0,
           initialR2T: params.initialR2T,
           firstBurstLength: params.firstBurstLength,
+          maxBurstLength: params.maxBurstLength,
+          maxOutstandingR2T: params.maxOutstandingR2T,
         })
         : null,
       solicitor: this,
@@ -364,11 +376,11 @@ export class Connection implements DataSolicitor {
     });
     this.tasks.set(itt, task);
     // A discarded command leaves nothing behind: not its ITT, not its write buffer.
-    if (this.admitCommand(pdu, () => void this.executeTask(task)) === 'discard') this.finishTask(task);
+    if (this.admitCommand(pdu, session, () => void this.executeTask(task, ffp)) === 'discard') this.finishTask(task);
   }
 
-  private async executeTask(task: IscsiTask): Promise<void> {
-    const session = this.session!;
+  private async executeTask(task: IscsiTask, ffp: Established): Promise<void> {
+    const session = ffp.session;
     task.delivered = true;
     session.taskStarted();
     // The slot is free once status is decided, so the status PDU itself
@@ -385,7 +397,7 @@ export class Connection implements DataSolicitor {
       if (result.dataIn && result.dataIn.length > 0 && task.expectedDataTransferLength > 0) {
         const produced = result.dataInLength ?? result.dataIn.reduce((n, b) => n + b.length, 0);
         release();
-        this.sendDataIn(task, result.dataIn, produced, result.status, result.sense);
+        this.sendDataIn(task, ffp.params, result.dataIn, produced, result.status, result.sense);
         return;
       }
       let resid = 0;
@@ -449,8 +461,7 @@ export class Connection implements DataSolicitor {
   }
 
   /** Data-In PDUs of at most the initiator's MaxRecvDataSegmentLength; status rides in the last one when GOOD. */
-  private sendDataIn(task: IscsiTask, bufs: Buffer[], produced: number, status: number, sense?: Buffer): void {
-    const params = this.params!;
+  private sendDataIn(task: IscsiTask, params: NegotiatedParams, bufs: Buffer[], produced: number, status: number, sense?: Buffer): void {
     const edtl = task.expectedDataTransferLength;
     const data = bufs.length === 1 ? bufs[0] : Buffer.concat(bufs);
     const total = Math.min(produced, edtl, data.length);
@@ -507,10 +518,9 @@ export class Connection implements DataSolicitor {
   solicit(task: IscsiTask): void {
     const seq = task.writeData;
     if (this.state !== 'ffp' || task.aborted || !seq) return;
-    const params = this.params!;
-    while (seq.needsR2t(params.maxOutstandingR2T)) {
+    while (seq.needsR2t()) {
       const ttt = this.allocTtt();
-      const r2t = seq.openR2t(ttt, params.maxBurstLength);
+      const r2t = seq.openR2t(ttt);
       this.byTtt.set(ttt, task);
       task.dataSN++;
       const h = encodeR2t(
@@ -572,7 +582,7 @@ export class Connection implements DataSolicitor {
 
   // ---- NOP --------------------------------------------------------------
 
-  private onNopOut(pdu: Pdu): void {
+  private onNopOut(pdu: Pdu, ffp: Established): void {
     const bhs = pdu.bhs;
     const itt = ittOf(bhs);
     const ttt = tttOf(bhs);
@@ -585,9 +595,9 @@ export class Connection implements DataSolicitor {
       if (!isImmediate(bhs)) this.reject(bhs, RejectReason.PROTOCOL_ERROR);
       return;
     }
-    const data = Buffer.from(pdu.data.subarray(0, this.params!.maxRecvDataSegmentLength));
+    const data = Buffer.from(pdu.data.subarray(0, ffp.params.maxRecvDataSegmentLength));
     const lun = Buffer.from(bhs.subarray(8, 16));
-    this.admitCommand(pdu, () => {
+    this.admitCommand(pdu, ffp.session, () => {
       const h = encodeNopIn({ itt, ttt: NO_TAG, lun, dataLength: data.length }, this.snWithStatus());
       this.send(h, data);
     });
@@ -614,11 +624,10 @@ export class Connection implements DataSolicitor {
 
   // ---- Task management --------------------------------------------------
 
-  private async onTaskManagement(bhs: Buffer): Promise<void> {
+  private async onTaskManagement(bhs: Buffer, session: Session): Promise<void> {
     const fn = flagsOf(bhs) & 0x7f;
     const itt = ittOf(bhs);
     const lun = decodeLun(bhs, 8);
-    const session = this.session!;
     const device = session.target!.device;
     const nexus = session.nexus!;
     let response: number = TmfResponse.COMPLETE;
@@ -680,12 +689,12 @@ export class Connection implements DataSolicitor {
 
   // ---- Text (SendTargets) -----------------------------------------------
 
-  private onTextRequest(pdu: Pdu): void {
+  private onTextRequest(pdu: Pdu, ffp: Established): void {
     const bhs = pdu.bhs;
     const itt = ittOf(bhs);
     const ttt = tttOf(bhs);
     const lun = Buffer.from(bhs.subarray(8, 16));
-    const mrdsl = this.params!.maxRecvDataSegmentLength;
+    const mrdsl = ffp.params.maxRecvDataSegmentLength;
     let body: Buffer;
     if (ttt !== NO_TAG) {
       if (!this.textContinuation || this.textContinuation.ttt !== ttt) {
@@ -700,7 +709,7 @@ export class Connection implements DataSolicitor {
         this.send(encodeTextResponse({ itt, ttt: NO_TAG, final: false, cont: false, lun, dataLength: 0 }, this.snWithStatus()));
         return;
       }
-      body = buildSendTargetsResponse(pdu.data, this.session!, this.ctx);
+      body = buildSendTargetsResponse(pdu.data, ffp.session, this.ctx);
     }
     if (body.length > mrdsl) {
       const contTtt = this.allocTtt();
@@ -714,14 +723,14 @@ export class Connection implements DataSolicitor {
 
   // ---- Logout -----------------------------------------------------------
 
-  private async onLogout(bhs: Buffer): Promise<void> {
+  private async onLogout(bhs: Buffer, ownCid: number): Promise<void> {
     const reason = flagsOf(bhs) & 0x7f;
     const itt = ittOf(bhs);
     const cid = bhs.readUInt16BE(LogoutField.CID);
     let response = 0;
     if (reason === 2) {
       response = 2; // connection recovery not supported at ERL 0
-    } else if (reason === 1 && cid !== this.cid) {
+    } else if (reason === 1 && cid !== ownCid) {
       response = 1; // CID not found: one connection per session
     }
     if (response !== 0) {
@@ -786,11 +795,6 @@ export class Connection implements DataSolicitor {
       this.log.debug('connection closed');
     }
     this.resolveClosed();
-  }
-
-  /** Exposed for LoginNegotiator: send with StatSN handling during login. */
-  nextStatSN(): SequenceNumbers {
-    return this.snWithStatus();
   }
 
   /** Header digest length in effect for incoming PDUs (tests). */

@@ -65,6 +65,8 @@ export interface DataOutSetup {
   readonly final: boolean;
   readonly initialR2T: boolean;
   readonly firstBurstLength: number;
+  readonly maxBurstLength: number;
+  readonly maxOutstandingR2T: number;
 }
 
 const NO_TTTS: readonly number[] = [];
@@ -84,12 +86,16 @@ export class DataOutSequencer {
   /** Next buffer offset to solicit with an R2T. */
   private nextR2tOffset: number;
   private r2tSN = 0;
+  private readonly maxBurstLength: number;
+  private readonly maxOutstandingR2T: number;
   /** Outstanding R2Ts by TTT. Made on the first R2T: a write carried by immediate data never needs one. */
   private r2ts: Map<number, R2tSequence> | null = null;
 
   constructor(s: DataOutSetup) {
     const edtl = s.expectedDataTransferLength;
     const immediate = s.immediateData.length;
+    this.maxBurstLength = s.maxBurstLength;
+    this.maxOutstandingR2T = s.maxOutstandingR2T;
     this.immediateLength = immediate;
     this.received = immediate;
     let unsolicited = 0;
@@ -126,14 +132,14 @@ export class DataOutSequencer {
   }
 
   /** Whether another R2T may go out now (R2Ts follow the unsolicited burst; MaxOutstandingR2T). */
-  needsR2t(maxOutstandingR2T: number): boolean {
-    return this.unsolicitedDone && this.nextR2tOffset < this.wanted && (this.r2ts === null || this.r2ts.size < maxOutstandingR2T);
+  needsR2t(): boolean {
+    return this.unsolicitedDone && this.nextR2tOffset < this.wanted && (this.r2ts === null || this.r2ts.size < this.maxOutstandingR2T);
   }
 
-  /** Open the next R2T sequence under `ttt` (call only when needsR2t()). */
-  openR2t(ttt: number, maxBurstLength: number): R2tRequest {
+  /** Open the next R2T sequence (at most MaxBurstLength) under `ttt`; call only when needsR2t(). */
+  openR2t(ttt: number): R2tRequest {
     const offset = this.nextR2tOffset;
-    const length = Math.min(maxBurstLength, this.wanted - offset);
+    const length = Math.min(this.maxBurstLength, this.wanted - offset);
     (this.r2ts ??= new Map()).set(ttt, { offset, length, received: 0, nextDataSN: 0 });
     this.nextR2tOffset = offset + length;
     return { r2tSN: this.r2tSN++, bufferOffset: offset, desiredLength: length };

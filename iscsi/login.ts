@@ -5,7 +5,8 @@
  * reinstatement by ISID. Every failure ends with a Login Response whose
  * status class/detail says why, and the connection closes.
  */
-import type { Pdu } from './pdu';
+import type { Logger } from 'pino';
+import type { Pdu, SequenceNumbers } from './pdu';
 import { FLAG_C, FLAG_T, LoginField, cmdSnOf, encodeLoginResponse, expStatSnOf, flagsOf, ittOf, snAdd } from './pdu';
 import { TextAccumulator, encodeTextKeys, parseTextKeys, type TextPair } from './text';
 import {
@@ -18,9 +19,8 @@ import {
   type TargetKeyConfig,
 } from './login-keys';
 import { ChapAuthenticator, createChapAuthenticator } from './chap';
-import type { Connection } from './connection';
 import type { ServerContext } from './server';
-import { Session } from './session';
+import { Session, type SessionConnection } from './session';
 import { initiatorMaySee } from './discovery';
 import { NEGOTIATED_KEYS, type ChapCredentials, type NegotiatedParams, type TargetEntry } from './types';
 import type { ItNexus } from '../scsi/types';
@@ -38,8 +38,29 @@ export function negotiatedParams(st: NegotiationState): NegotiatedParams {
   return Object.freeze(out) as NegotiatedParams;
 }
 
+/** What a completed login hands its connection; from then on the connection's own state. */
+export interface Established {
+  readonly session: Session;
+  readonly params: NegotiatedParams;
+  readonly cid: number;
+  /** StatSN of the connection's next status PDU (login responses took the ones before). */
+  readonly statSN: number;
+}
+
+/** What login needs of its connection (it writes none of the connection's fields). */
+export interface LoginPort extends SessionConnection {
+  readonly log: Logger;
+  send(header: Buffer, data?: Buffer): void;
+  drop(why: string): void;
+  /** After the final login response: the connection takes over the session and its keys. */
+  enterFullFeature(established: Established): void;
+}
+
 export class LoginNegotiator {
   private first = true;
+  private cid = 0;
+  /** StatSN of the next login response: ExpStatSN of the first request, then counted here. */
+  private statSN = 0;
   private isid = Buffer.alloc(6);
   private tsihRequested = 0;
   private initiatorName = '';
@@ -55,7 +76,7 @@ export class LoginNegotiator {
   private keyConfig: Readonly<TargetKeyConfig> = DEFAULT_TARGET_KEY_CONFIG;
 
   constructor(
-    private readonly conn: Connection,
+    private readonly conn: LoginPort,
     private readonly ctx: ServerContext,
   ) {}
 
@@ -72,9 +93,9 @@ export class LoginNegotiator {
       this.first = false;
       bhs.copy(this.isid, 0, LoginField.ISID, LoginField.ISID + 6);
       this.tsihRequested = bhs.readUInt16BE(LoginField.TSIH);
-      this.conn.cid = bhs.readUInt16BE(LoginField.CID);
+      this.cid = bhs.readUInt16BE(LoginField.CID);
       this.firstCmdSN = cmdSnOf(bhs);
-      this.conn.statSN = expStatSnOf(bhs);
+      this.statSN = expStatSnOf(bhs);
       this.stage = csg;
       const vmax = bhs[LoginField.VERSION_MAX];
       const vmin = bhs[LoginField.VERSION_MIN];
@@ -238,7 +259,6 @@ export class LoginNegotiator {
     registry.add(session);
     ctx.sessionEstablished(session, this.conn);
     if (nexus && this.target) this.target.device.attachNexus(nexus);
-    this.conn.session = session;
     const data = encodeTextKeys(answers);
     const h = encodeLoginResponse(
       {
@@ -255,18 +275,16 @@ export class LoginNegotiator {
         statusDetail: 0,
         dataLength: data.length,
       },
-      this.conn.nextStatSN(),
+      this.nextSn(session.expCmdSN, session.maxCmdSN),
     );
     this.conn.send(h, data);
     // Digests and the negotiated data segment limit apply from the next PDU on.
-    this.conn.enterFullFeature(session, params);
+    this.conn.enterFullFeature({ session, params, cid: this.cid, statSN: this.statSN });
   }
 
   private respond(itt: number, csg: number, transit: boolean, nsg: number, answers: TextPair[]): void {
     const data = encodeTextKeys(answers);
-    const sn = this.conn.nextStatSN();
-    sn.expCmdSN = this.firstCmdSN;
-    sn.maxCmdSN = snAdd(this.firstCmdSN, this.ctx.limits.queueDepth - 1);
+    const sn = this.nextSn(this.firstCmdSN, snAdd(this.firstCmdSN, this.ctx.limits.queueDepth - 1));
     const h = encodeLoginResponse(
       {
         transit,
@@ -287,12 +305,17 @@ export class LoginNegotiator {
     this.conn.send(h, data);
   }
 
+  /** Sequence numbers of a login response: StatSN advances. */
+  private nextSn(expCmdSN: number, maxCmdSN: number): SequenceNumbers {
+    const statSN = this.statSN;
+    this.statSN = snAdd(statSN, 1);
+    return { statSN, expCmdSN, maxCmdSN };
+  }
+
   private fail(itt: number, csg: number, status: Status, why: string): void {
     this.conn.log.warn({ statusClass: status.statusClass, statusDetail: status.statusDetail, why }, 'login rejected');
     this.ctx.loginFailed?.(status.statusClass, status.statusDetail);
-    const sn = this.conn.nextStatSN();
-    sn.expCmdSN = this.firstCmdSN;
-    sn.maxCmdSN = this.firstCmdSN;
+    const sn = this.nextSn(this.firstCmdSN, this.firstCmdSN);
     const h = encodeLoginResponse(
       {
         transit: false,

@@ -6,7 +6,7 @@
 import net from 'node:net';
 import type { Logger } from 'pino';
 import { Connection } from './connection';
-import { Session, SessionRegistry } from './session';
+import { Session, SessionRegistry, type SessionConnection } from './session';
 import { DEFAULT_LIMITS, IscsiLimits, TargetEntry } from './types';
 
 export interface IscsiServerOptions {
@@ -28,7 +28,7 @@ export interface ServerContext {
   findTarget(name: string): TargetEntry | undefined;
   targets(): TargetEntry[];
   connectionClosed(conn: Connection): void;
-  sessionEstablished(session: Session, conn: Connection): void;
+  sessionEstablished(session: Session, conn: SessionConnection): void;
   dropTargetSessions(targetName: string, why: string): void;
   endSession(session: Session): void;
   /** Number of connections not yet in full feature phase plus live ones (limits). */
@@ -82,7 +82,7 @@ export class IscsiServer implements ServerContext {
     return this.connections.size;
   }
 
-  sessionEstablished(session: Session, conn: Connection): void {
+  sessionEstablished(session: Session, conn: SessionConnection): void {
     session.connections.add(conn);
   }
 
