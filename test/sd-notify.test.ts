@@ -10,6 +10,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
+import net from 'node:net';
 import path from 'node:path';
 import { notifySocketAddress } from '../src/sd-notify';
 import { NOTIFY_PYTHON as PYTHON, captureOutput, notifyReceiver as receiver } from './support/daemon';
@@ -74,7 +75,7 @@ describeIf(!!PYTHON || missingPrerequisite("'python3' not found (the test's NOTI
     const ready = rx.got().find((r) => r.msg.startsWith('READY=1'))!;
     expect(ready.portal).toBe('accepted');
     expect(ready.msg).toMatch(/\nSTATUS=serving on 127\.0\.0\.1:\d+$/);
-    expect(out.text()).toContain('"msg":"control socket listening"'); // the last thing start() does
+    await out.waitFor('"msg":"control socket listening"', 10_000); // the last thing start() does (logs are asynchronous)
     // 300 ms watchdog: a ping every 150 ms; wait for three.
     await until('three WATCHDOG=1', () => msgs().filter((m) => m === 'WATCHDOG=1').length >= 3, 10_000);
     fs.appendFileSync(config, '      - { lun: 1, path: l1.img, size: 1MiB }\n');
@@ -101,6 +102,26 @@ describeIf(!!PYTHON || missingPrerequisite("'python3' not found (the test's NOTI
     expect(await exited).toBe(0);
     await until('STOPPING=1', () => rx.got().some((r) => r.msg.startsWith('STOPPING=1')), 5_000);
     expect(rx.got().map((r) => r.msg.split('\n')[0])).toEqual(['READY=1', 'STOPPING=1']);
+    rx.proc.kill();
+  });
+
+  it('SIGTERM the moment the portal accepts connections (systemd stopping a unit still starting) is a clean stop: STOPPING=1, exit 0', async () => {
+    const { rx, child, out, exited } = await run('early.sock', {});
+    const listen = child.spawnargs[child.spawnargs.indexOf('--listen') + 1];
+    const [host, p] = listen.split(':');
+    // Poll the portal; SIGTERM at the first accepted connection.
+    for (;;) {
+      const ok = await new Promise<boolean>((resolve) => {
+        const s = net.connect(Number(p), host, () => (s.destroy(), resolve(true)));
+        s.on('error', () => resolve(false));
+      });
+      if (ok || child.exitCode !== null) break;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    child.kill('SIGTERM');
+    const code = await exited;
+    expect([code, child.signalCode, out.text().includes('"msg":"stopped"')]).toEqual([0, null, true]);
+    await until('STOPPING=1', () => rx.got().some((r) => r.msg.startsWith('STOPPING=1')), 5_000);
     rx.proc.kill();
   });
 
