@@ -23,6 +23,7 @@ import {
   ConfigError, DEFAULT_CONFIG_YAML, checkBackingPaths, checkConfigFile, validateConfig, type Config,
 } from './config';
 import type { StatusReport } from './status';
+import { createNotifier, monotonicUsec, type Notifier } from './sd-notify';
 
 function usage(): string {
   return [
@@ -157,10 +158,8 @@ async function main(argv: string[]): Promise<number> {
   }
   const { Daemon } = await import('./daemon');
   const daemon = new Daemon(config, createRootLogger(config.logLevel, { format: logFormat }));
-  await daemon.start();
-  // systemd (Type=notify): ready once every portal and the control socket listen.
-  const { createNotifier, monotonicUsec } = await import('./sd-notify');
-  let notifier: ReturnType<typeof createNotifier>;
+  // systemd (Type=notify): READY=1 once every portal and the control socket listen.
+  let notifier: Notifier | undefined;
   try {
     notifier = createNotifier();
   } catch (err) {
@@ -170,17 +169,19 @@ async function main(argv: string[]): Promise<number> {
     if (notifier && !notifier.notify(state)) daemon.log.warn({ state }, 'sd_notify: not sent');
   };
   const serving = () => `STATUS=serving on ${config.listen.join(', ')}`;
-  sdNotify(`READY=1\n${serving()}`);
-  // WatchdogSec=: a ping every half interval while the event loop runs; a loop stuck that long gets the unit restarted.
-  if (notifier?.watchdogMs) setInterval(() => sdNotify('WATCHDOG=1'), notifier.watchdogMs / 2).unref();
+  // The handlers come before start(): a signal while it runs (the portal may already accept
+  // connections) must not take the default action, which kills the daemon without a clean stop.
+  let started = false;
   let stopping = false;
+  const starting = daemon.start();
   const stop = (sig: string) => {
     if (stopping) return;
     stopping = true;
     sdNotify('STOPPING=1\nSTATUS=stopping');
     daemon.log.info({ signal: sig }, 'stopping');
-    daemon
-      .stop()
+    starting
+      .catch(() => undefined) // a failed start is reported by main's caller
+      .then(() => daemon.stop())
       .then(() => process.exit(0))
       .catch((err) => {
         daemon.log.error({ err }, 'error while stopping');
@@ -191,6 +192,10 @@ async function main(argv: string[]): Promise<number> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGHUP', () => {
     if (stopping) return;
+    if (!started) {
+      daemon.log.warn('SIGHUP while starting: ignored (the configuration was read just now)');
+      return;
+    }
     if (!v.config) {
       daemon.log.warn('SIGHUP: running the embedded default configuration, nothing to reload');
       return;
@@ -211,6 +216,12 @@ async function main(argv: string[]): Promise<number> {
       .catch((err) => daemon.log.error({ err }, 'reload failed'))
       .finally(() => sdNotify(`READY=1\n${serving()}`));
   });
+  await starting;
+  started = true;
+  if (stopping) return -1; // stop() exits once start() is done
+  sdNotify(`READY=1\n${serving()}`);
+  // WatchdogSec=: a ping every half interval while the event loop runs; a loop stuck that long gets the unit restarted.
+  if (notifier?.watchdogMs) setInterval(() => sdNotify('WATCHDOG=1'), notifier.watchdogMs / 2).unref();
   return -1; // keep running
 }
 
