@@ -15,7 +15,8 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
-import { LOGIN_STATUS, isSecurityKey, type LoginError, type LoginStatus } from './login-keys';
+import { isSecurityKey } from './login-keys';
+import { LOGIN_STATUS, type LoginError, type LoginStatus } from './login-status';
 import { encodeHexValue, parseBinaryValue, parseBoundedNumber, parseListValue, type TextPair } from './text';
 
 /** CHAP_A values (IANA PPP CHAP algorithms). RFC 7143 requires MD5 (5). */

@@ -9,15 +9,9 @@ import type { Logger } from 'pino';
 import type { Pdu, SequenceNumbers } from './pdu';
 import { FLAG_C, FLAG_T, LoginField, cmdSnOf, encodeLoginResponse, expStatSnOf, flagsOf, ittOf, snAdd } from './pdu';
 import { TextAccumulator, encodeTextKeys, parseTextKeys, type TextPair } from './text';
-import {
-  DEFAULT_TARGET_KEY_CONFIG,
-  LOGIN_STATUS,
-  type LoginStatus,
-  NegotiationState,
-  createNegotiationState,
-  negotiateOperational,
-  type TargetKeyConfig,
-} from './login-keys';
+import { DEFAULT_TARGET_KEY_CONFIG, type TargetKeyConfig } from './login-keys';
+import { LOGIN_STATUS, type LoginStatus } from './login-status';
+import { type NegotiationState, createNegotiationState, negotiateOperational } from './negotiation';
 import { ChapAuthenticator, createChapAuthenticator } from './chap';
 import type { ServerContext } from './server';
 import { Session, type SessionConnection } from './session';

@@ -1,6 +1,6 @@
 /** Shapes shared by the iSCSI transport modules. */
 import type { ScsiDevice } from '../scsi/types';
-import type { NegotiationState } from './login-keys';
+import type { NegotiationState } from './negotiation';
 
 /** The operational keys that stay in force after login (RFC 7143 §13), as negotiated. */
 export const NEGOTIATED_KEYS = [

@@ -10,7 +10,7 @@ import {
   type ChapAuthenticatorOptions,
   type ChapStep,
 } from '../../iscsi/chap';
-import { LOGIN_STATUS, type LoginStatus } from '../../iscsi/login-keys';
+import { LOGIN_STATUS, type LoginStatus } from '../../iscsi/login-status';
 import { parseBinaryValue } from '../../iscsi/text';
 
 const USER = 'iqn.2004-10.com.ubuntu:01:e5b1b4d3a3';

@@ -1,18 +1,20 @@
 import {
   DEFAULT_TARGET_KEY_CONFIG,
   KEY_TABLE,
-  LOGIN_STATUS,
-  createNegotiationState,
   isExtensionKey,
   isSecurityKey,
-  negotiateOperational,
-  targetDeclarations,
   validateTargetKeyConfig,
-  type NegotiateOptions,
-  type NegotiationState,
   type NumericKeyDef,
   type TargetKeyConfig,
 } from '../../iscsi/login-keys';
+import { LOGIN_STATUS } from '../../iscsi/login-status';
+import {
+  createNegotiationState,
+  negotiateOperational,
+  targetDeclarations,
+  type NegotiateOptions,
+  type NegotiationState,
+} from '../../iscsi/negotiation';
 import { encodeTextKeys, parseTextKeys } from '../../iscsi/text';
 import { isValidIscsiName } from '../../iscsi/names';
 

@@ -7,11 +7,8 @@
  */
 import fc from 'fast-check';
 import { ConfigError, parseConfigText } from '../../src/config';
-import {
-  DEFAULT_TARGET_KEY_CONFIG,
-  createNegotiationState,
-  negotiateOperational,
-} from '../../iscsi/login-keys';
+import { DEFAULT_TARGET_KEY_CONFIG } from '../../iscsi/login-keys';
+import { createNegotiationState, negotiateOperational } from '../../iscsi/negotiation';
 import { isValidIscsiName } from '../../iscsi/names';
 
 const GOOD_INITIATOR = 'iqn.2004-10.com.ubuntu:01:e5b1b4d3a3';
