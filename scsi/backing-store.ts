@@ -5,7 +5,7 @@
  *
  * Errors: implementations reject with Node-style errors carrying `code`
  * ('ENOSPC', 'EIO', 'EROFS', ...). The core maps them to sense reasons in
- * one place (logical-unit.ts `storeErrorToSense`).
+ * one place (mutation.ts `storeErrorToSense`).
  */
 
 export interface BackingStoreCapabilities {

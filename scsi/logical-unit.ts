@@ -16,7 +16,6 @@ import { SenseError } from './sense';
 import type { LuState, LuStateFactory } from './state/lu-state';
 import { localLuState } from './state/local-lu-state';
 
-export { storeErrorToSense };
 export type { ModeState };
 
 /**

@@ -4,7 +4,7 @@
  */
 import type { CommandContext, CommandResult } from '../command-context';
 import { allocationLimited } from '../command-context';
-import { storeErrorToSense } from '../logical-unit';
+import { storeErrorToSense } from '../mutation';
 import { SenseError } from '../sense';
 
 const MAX_DESCRIPTORS = 1024;
