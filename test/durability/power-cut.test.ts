@@ -34,7 +34,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { controlRequest } from '../../src/control';
 import type { StatusReport } from '../../src/status';
-import { DEFAULT_IQN, describeIf, makeRunDir, missingPrerequisite, startTarget, type Target } from '../interop/harness';
+import { DEFAULT_IQN, describeIf, makeRunDir, missingPrerequisite, removeWhenSuitePasses, startTarget, type Target } from '../interop/harness';
 import { Prng, clearUnitAttentions, openSession, type TestInitiator } from '../support/initiator';
 import { b2b, e4, lid1, xcopyCdb } from '../scsi/copy/helpers';
 import { expectGood, readBlocks } from '../odx/odx';
@@ -238,6 +238,7 @@ describeIf(prerequisites())('power cut (lazyfs drops what was not fsynced)', () 
     console.log(`power-cut: XCOPYD_POWERCUT_SEED=${seed} XCOPYD_POWERCUT_ROUNDS=${ROUNDS} (run dir ${base})`);
     fs.mkdirSync(under, { recursive: true });
     fs.mkdirSync(mnt, { recursive: true });
+    removeWhenSuitePasses(base); // kept for a look when something failed
   });
   // A failed test leaves no mount or daemon behind for the next one.
   afterEach(async () => {
