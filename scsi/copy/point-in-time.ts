@@ -21,7 +21,11 @@ import type { BackingStore } from '../backing-store';
 import type { LogicalUnit, WriteGuard } from '../logical-unit';
 import { SenseError } from '../sense';
 import { CopyIoError, moveData } from './mover';
-import { INVALIDATION_SENSE, type InFlight, type Invalidation, type RodPiece, type RodToken, type SideFile, type SideFileFactory } from './token-record';
+import { StepPacer } from './step-pacer';
+import { INVALIDATION_SENSE, type InFlight, type Invalidation, type MappedPiece, type RodToken, type SideFile, type SideFileFactory } from './token-record';
+
+/** The largest step of taking a token's image (a clone is metadata: bigger than a copy step). */
+const IMAGE_STEP_BYTES = 256 * 1024 * 1024;
 
 /** What the guard needs of the token store. */
 export interface PointInTimeHost {
@@ -42,17 +46,33 @@ export class PointInTime {
     this.guard = (lu, offset, length) => this.beforeWrite(lu, offset, length);
   }
 
-  /** clone mode: share the ranges into the side file; a filesystem that will not clone turns the token into cow. */
-  async takeImage(token: RodToken, signal?: AbortSignal): Promise<void> {
-    const side = await this.host.sideFiles({ name: token.key, bytes: token.bytesRepresented, blockSize: token.blockSize, source: token.lu.store });
-    token.side = side;
+  /**
+   * clone mode: share the ranges into the side file. A filesystem that will
+   * not clone turns the token into cow; so does the deadline (Windows'
+   * budget: a POPULATE TOKEN must end in time) for the part not taken yet,
+   * which the write guard then saves when it is about to change.
+   */
+  async takeImage(token: RodToken, o: { signal?: AbortSignal; deadline?: number } = {}): Promise<void> {
+    const side = await this.sideOf(token);
     if (!side.store.canClone) {
       token.mode = 'cow';
       return;
     }
-    for (const r of token.ranges) {
-      await copyBetween(token.lu.store, side.store, r.src, r.rod, r.bytes, signal);
-      token.saved.add(r.rod, r.rod + r.bytes);
+    const pacer = new StepPacer(o.deadline ?? Infinity, IMAGE_STEP_BYTES, token.blockSize);
+    for (const p of token.mapRod(0, token.bytesRepresented)) {
+      for (let done = 0; done < p.bytes; ) {
+        const want = pacer.next();
+        if (want === 0) {
+          this.host.logger.debug({ token: token.key, imaged: token.saved.total, bytes: token.bytesRepresented }, 'POPULATE TOKEN deadline: the rest is copy on write');
+          token.mode = 'cow';
+          return;
+        }
+        const n = Math.min(want, p.bytes - done);
+        await pacer.step(n, () => copyBetween(token.lu.store, side.store, p.src + done, p.side + done, n, o.signal));
+        token.saved.add(p.rod + done, p.rod + done + n);
+        token.cloned.add(p.rod + done, p.rod + done + n);
+        done += n;
+      }
     }
   }
 
@@ -95,7 +115,7 @@ export class PointInTime {
           const [, b, saved] = t.saved.split(a, p.rod + p.bytes)[0];
           if (saved) {
             if (!t.side) throw new SenseError('TOKEN_CANCELLED');
-            await copyBetween(t.side.store, dst, a, at + (a - p.rod), b - a, signal);
+            await copyBetween(t.side.store, dst, p.side + (a - p.rod), at + (a - p.rod), b - a, signal);
           } else {
             await this.readLive(t, p.src + (a - p.rod), dst, at + (a - p.rod), b - a, signal);
           }
@@ -139,17 +159,8 @@ export class PointInTime {
       }
       this.host.hold(t);
       try {
-        if (t.mode === 'clone') {
-          for (const p of pieces) {
-            for (const [a, b, known] of t.diverged.split(p.rod, p.rod + p.bytes)) {
-              if (known) continue;
-              if (!this.host.reserve(t, b - a)) break;
-              t.diverged.add(a, b);
-            }
-          }
-        } else {
-          await this.save(t, pieces);
-        }
+        // Cloned parts: the side file shares them until the source changes; from then on they cost space.
+        if (this.diverge(t, pieces) && t.mode === 'cow') await this.save(t, pieces);
         await waitInflight(t, offset, length);
       } finally {
         this.host.release(t);
@@ -157,24 +168,39 @@ export class PointInTime {
     }
   }
 
+  /** Account the cloned parts of `pieces` that diverge now; false if the token had to be cancelled. */
+  private diverge(t: RodToken, pieces: MappedPiece[]): boolean {
+    for (const p of pieces) {
+      for (const [a, b, cloned] of t.cloned.split(p.rod, p.rod + p.bytes)) {
+        if (!cloned) continue;
+        for (const [x, y, known] of t.diverged.split(a, b)) {
+          if (known) continue;
+          if (!this.host.reserve(t, y - x)) return false;
+          t.diverged.add(x, y);
+        }
+      }
+    }
+    return true;
+  }
+
   /** cow: copy the not yet saved parts of `pieces` from the source into the side file. */
-  private async save(t: RodToken, pieces: RodPiece[]): Promise<void> {
+  private async save(t: RodToken, pieces: MappedPiece[]): Promise<void> {
     for (const p of pieces) {
       for (const [a, b, saved] of t.saved.split(p.rod, p.rod + p.bytes)) {
         if (saved) continue;
         if (!this.host.reserve(t, b - a)) return;
         const side = await this.sideOf(t);
         if (t.state !== 'live') return;
-        await copyBetween(t.lu.store, side.store, p.src + (a - p.rod), a, b - a);
+        await copyBetween(t.lu.store, side.store, p.src + (a - p.rod), p.side + (a - p.rod), b - a);
         t.saved.add(a, b);
       }
     }
   }
 
-  /** cow: the token's side file, made once even when several writers save at the same time. */
+  /** The token's side file, made once even when several writers save at the same time. */
   private sideOf(t: RodToken): Promise<SideFile> {
     if (t.side) return Promise.resolve(t.side);
-    t.sideMaking ??= this.host.sideFiles({ name: t.key, bytes: t.bytesRepresented, blockSize: t.blockSize, source: t.lu.store }).then(
+    t.sideMaking ??= this.host.sideFiles({ name: t.key, bytes: t.sideBytes, blockSize: t.blockSize, source: t.lu.store }).then(
       (side) => (t.side = side),
       (err: unknown) => {
         t.sideMaking = undefined;

@@ -149,11 +149,14 @@ export async function executePopulateToken(ctx: CommandContext): Promise<Command
   const blocks = pt.ranges.reduce((n, r) => n + r.blocks, 0);
   const listId = ctx.cdb.readUInt32BE(6);
   const targetName = targetNameOf(ctx);
+  // Windows' budget (as for WRITE USING TOKEN): a foreground PT ends in time; what its image has
+  // not taken by then is kept by copy on write (the token is whole either way).
+  const deadline = pt.immed ? Infinity : Date.now() + store.wutDeadlineMs;
   return copyManagerOf(ctx).runTracked(
     ctx,
     { listId, serviceAction: RodTokenSa.POPULATE_TOKEN, immed: pt.immed, totalBytes: blocks * lu.blockSize },
     async (op, log) => {
-      const token = await store.create({ lu, ranges: pt.ranges, rodType: pt.rodType, inactivityS: pt.inactivityS, targetName, signal: op.controller.signal });
+      const token = await store.create({ lu, ranges: pt.ranges, rodType: pt.rodType, inactivityS: pt.inactivityS, targetName, signal: op.controller.signal, deadline });
       // TRANSFER COUNT: contiguous blocks represented from the start of the first range (all of them).
       op.rod = { blocks, partial: false, token: token.bytes };
       op.bytesTransferred = blocks * lu.blockSize;

@@ -48,6 +48,20 @@ export interface RodPiece {
   bytes: number;
 }
 
+/** A piece of the ROD, with where it lives in the token's side file too. */
+export interface MappedPiece extends RodPiece {
+  side: number;
+}
+
+/**
+ * Each range sits in the side file at an offset congruent to its source
+ * offset modulo this, so a range that is not aligned to the filesystem
+ * block in the source (Windows' 512-byte LBAs) still lines up with it in
+ * the side file and its middle can be cloned (FICLONERANGE) instead of read
+ * and written: a multiple of any filesystem block (4 KiB, 64 KiB pages).
+ */
+export const SIDE_FILE_ALIGNMENT = 64 * 1024;
+
 export interface InFlight {
   start: number;
   end: number;
@@ -59,8 +73,13 @@ export class RodToken {
   uses = 0;
   /** ROD bytes held by the side file (cow: saved; clone: all of it). */
   readonly saved = new Intervals();
-  /** clone: ROD bytes whose source has changed since (the space the side file now holds alone). */
+  /** ROD bytes the side file took by cloning the source (shared extents: they cost space once the source changes). */
+  readonly cloned = new Intervals();
+  /** Cloned ROD bytes whose source has changed since (the space the side file now holds alone). */
   readonly diverged = new Intervals();
+  /** Where each range starts in the side file (SIDE_FILE_ALIGNMENT), and the side file's size. */
+  private readonly sideBase: number[] = [];
+  readonly sideBytes: number;
   spaceBytes = 0;
   side?: SideFile;
   /** cow: the side file being made (concurrent first saves share it, so none is made twice). */
@@ -73,7 +92,15 @@ export class RodToken {
     readonly id: bigint,
     public mode: TokenMode,
     readonly lu: LogicalUnit,
-  ) {}
+  ) {
+    let next = 0;
+    for (const r of record.ranges) {
+      const at = next + (((r.src - next) % SIDE_FILE_ALIGNMENT) + SIDE_FILE_ALIGNMENT) % SIDE_FILE_ALIGNMENT;
+      this.sideBase.push(at);
+      next = at + r.bytes;
+    }
+    this.sideBytes = next;
+  }
 
   get key(): string {
     return this.record.key;
@@ -121,26 +148,26 @@ export class RodToken {
   }
 
   /** The pieces of ROD bytes [rod, rod+n) in source terms, in ROD order. */
-  mapRod(rod: number, n: number): RodPiece[] {
-    const out: RodPiece[] = [];
+  mapRod(rod: number, n: number): MappedPiece[] {
+    const out: MappedPiece[] = [];
     const end = rod + n;
-    for (const r of this.ranges) {
+    this.ranges.forEach((r, i) => {
       const a = Math.max(rod, r.rod);
       const b = Math.min(end, r.rod + r.bytes);
-      if (a < b) out.push({ rod: a, src: r.src + (a - r.rod), bytes: b - a });
-    }
+      if (a < b) out.push({ rod: a, src: r.src + (a - r.rod), side: this.sideBase[i] + (a - r.rod), bytes: b - a });
+    });
     return out;
   }
 
   /** The pieces of source bytes [src, src+n) the token covers. */
-  mapSource(src: number, n: number): RodPiece[] {
-    const out: RodPiece[] = [];
+  mapSource(src: number, n: number): MappedPiece[] {
+    const out: MappedPiece[] = [];
     const end = src + n;
-    for (const r of this.ranges) {
+    this.ranges.forEach((r, i) => {
       const a = Math.max(src, r.src);
       const b = Math.min(end, r.src + r.bytes);
-      if (a < b) out.push({ rod: r.rod + (a - r.src), src: a, bytes: b - a });
-    }
+      if (a < b) out.push({ rod: r.rod + (a - r.src), src: a, side: this.sideBase[i] + (a - r.src), bytes: b - a });
+    });
     return out;
   }
 }

@@ -44,7 +44,7 @@ export interface RodTokenStoreOptions {
   sideFiles: SideFileFactory;
   maxLiveTokens?: number;
   maxSideFileBytes?: number;
-  /** Foreground WRITE USING TOKEN deadline (ms). */
+  /** Foreground WRITE USING TOKEN and POPULATE TOKEN deadline (ms). */
   wutDeadlineMs?: number;
   /** VPD 8Fh OPTIMAL TRANSFER COUNT x block size (default: the measured OPTIMAL_BYTES_IN_BLOCK_ROD_TRANSFER). */
   optimalTransferBytes?: number;
@@ -62,6 +62,8 @@ export interface CreateTokenOptions {
   /** SCSI target device name for the TARGET DEVICE DESCRIPTOR. */
   targetName: string;
   signal?: AbortSignal;
+  /** Date.now() by which the command must end (a foreground PT: Windows' budget); the image not taken by then is copy on write. */
+  deadline?: number;
 }
 
 /** A TokenState that forgets old tombstones when the store sweeps (LocalTokenState). */
@@ -180,7 +182,7 @@ export class RodTokenStore implements PointInTimeHost {
     const releases: Array<() => void> = [];
     try {
       for (const r of held) releases.push(await lu.writeLock.acquire(r.lba, BigInt(r.blocks)));
-      if (mode === 'clone') await this.pit.takeImage(token, o.signal);
+      if (mode === 'clone') await this.pit.takeImage(token, { signal: o.signal, deadline: o.deadline });
       await this.state.create(token.record);
       this.live.set(token.key, token);
       this.pit.watch(token);

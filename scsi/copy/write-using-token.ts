@@ -17,7 +17,8 @@
  *    with COPY TARGET DEVICE DATA UNDERRUN and the TRANSFER COUNT.
  *  - Windows' time budget: a foreground WUT stops at its deadline with a
  *    partial, contiguous TRANSFER COUNT (INFORMATION, and RRTI), which
- *    Windows resumes from.
+ *    Windows resumes from; every step, the first too, is sized to end
+ *    before it (step-pacer.ts).
  */
 import * as BL from 'buffer-layout';
 import type { CommandContext, CommandResult } from '../command-context';
@@ -29,6 +30,7 @@ import { copyManagerOf, type CopyOperation } from './copy-manager';
 import type { CopyTarget } from './cscd';
 import { CopyIoError, CopySideError, admit, admitBytes, writeStep } from './internal-port';
 import { MAX_RANGE_DESCRIPTORS, ROD_CHUNK_BYTES } from './limits';
+import { StepPacer } from './step-pacer';
 import { RANGE_DESCRIPTOR_BYTES, RodTokenSa, decodeRangeDescriptors, fetchParameters, rodTokensOf } from './populate-token';
 import { ROD_TOKEN_BYTES, creatorDesignator, decodeRodToken, isBlockDeviceZeroToken } from './rod-token';
 import type { BlockRange, RodToken, RodTokenStore } from './token-store';
@@ -186,7 +188,8 @@ async function writeFromToken(store: RodTokenStore, t: RodToken, source: CopyTar
   const signal = op.controller.signal;
   const lu = port.destination.lu;
   const dbs = lu.blockSize;
-  const stepBlocks = Math.max(1, Math.floor(ROD_CHUNK_BYTES / dbs));
+  // Windows' budget: every step, the first too, ends by the deadline (step-pacer.ts).
+  const pacer = new StepPacer(deadline, ROD_CHUNK_BYTES, dbs);
   let rod = Number(wut.offsetIntoRod) * dbs;
   const rodEnd = t.bytesRepresented;
   const p: Progress = { blocks: 0, shortfall: false };
@@ -197,9 +200,10 @@ async function writeFromToken(store: RodTokenStore, t: RodToken, source: CopyTar
         p.shortfall = true;
         return p;
       }
-      // At the deadline (after at least one step, so every WUT makes progress): stop, partial and contiguous.
-      if (p.blocks > 0 && Date.now() >= deadline) return p;
-      const n = Math.min(stepBlocks, r.blocks - k);
+      // At the deadline: stop, partial and contiguous (SBC-4: COPY TARGET DEVICE DATA UNDERRUN with the count).
+      const want = pacer.next();
+      if (want === 0) return p;
+      const n = Math.min(want / dbs, r.blocks - k);
       const dst = Number(r.lba + BigInt(k)) * dbs;
       const take = Math.min(n * dbs, rodEnd - rod);
       const wrote = Math.ceil(take / dbs);
@@ -209,11 +213,13 @@ async function writeFromToken(store: RodTokenStore, t: RodToken, source: CopyTar
         for (const piece of t.mapRod(from, take)) admitBytes(source, port.nexus, 'source', piece.src, piece.bytes);
         admitBytes(port.destination, port.nexus, 'destination', dst, wrote * dbs);
       };
-      await writeStep(lu, dst, wrote * dbs, admitStep, async (m) => {
-        await m.move(dst, take, (into) => store.readInto(t, into, from, dst, take, signal));
-        // Beyond the end of the ROD: the rest of the last block is zeros (SBC-4).
-        if (take < wrote * dbs) await m.writeZeros(dst + take, wrote * dbs - take);
-      });
+      await pacer.step(wrote * dbs, () =>
+        writeStep(lu, dst, wrote * dbs, admitStep, async (m) => {
+          await m.move(dst, take, (into) => store.readInto(t, into, from, dst, take, signal));
+          // Beyond the end of the ROD: the rest of the last block is zeros (SBC-4).
+          if (take < wrote * dbs) await m.writeZeros(dst + take, wrote * dbs - take);
+        }),
+      );
       rod += take;
       k += wrote;
       p.blocks += wrote;
@@ -234,21 +240,22 @@ async function writeZeros(port: WutPort, ranges: BlockRange[], op: CopyOperation
   const signal = op.controller.signal;
   const lu = port.destination.lu;
   const dbs = lu.blockSize;
-  const stepBlocks = Math.max(1, Math.floor((lu.store.canPunchHole ? ZERO_STEP_BYTES : ROD_CHUNK_BYTES) / dbs));
+  const pacer = new StepPacer(deadline, lu.store.canPunchHole ? ZERO_STEP_BYTES : ROD_CHUNK_BYTES, dbs);
   const p: Progress = { blocks: 0, shortfall: false };
   for (const r of ranges) {
     for (let k = 0; k < r.blocks; ) {
       if (signal.aborted) throw signal.reason;
-      if (p.blocks > 0 && Date.now() >= deadline) return p;
-      const n = Math.min(stepBlocks, r.blocks - k);
+      const want = pacer.next();
+      if (want === 0) return p;
+      const n = Math.min(want / dbs, r.blocks - k);
       const at = Number(r.lba + BigInt(k)) * dbs;
-      await writeStep(
+      await pacer.step(n * dbs, () => writeStep(
         lu,
         at,
         n * dbs,
         () => admitBytes(port.destination, port.nexus, 'destination', at, n * dbs),
         (m) => (lu.store.canPunchHole ? m.deallocate(at, n * dbs) : m.writeZeros(at, n * dbs)),
-      );
+      ));
       k += n;
       p.blocks += n;
       op.rod!.blocks = p.blocks;

@@ -1,0 +1,65 @@
+/**
+ * Step sizes for a copy that must end by a deadline (Windows' ~4 s budget
+ * for WRITE USING TOKEN and POPULATE TOKEN; issue 11 point 3). A step is one
+ * uninterruptible piece of work (a kernel copy call under one range hold),
+ * so the deadline is only as good as the largest step: the pacer sizes each
+ * step from the throughput measured so far, so that it fits in half of the
+ * time left, starts small (nothing is known of the storage yet: a cold,
+ * throttled disk moves 1 MiB in 0.1 s at 10 MB/s), and grows at most
+ * fourfold per step (a fast first step may have come from the page cache).
+ * Without a deadline every step is the largest.
+ */
+
+/** The first step of a copy with a deadline. */
+export const FIRST_STEP_BYTES = 1024 * 1024;
+/** A step may be this many times the previous one, at most. */
+const GROWTH = 4;
+/** A step is planned to take at most this share of the time left. */
+const SHARE_OF_TIME_LEFT = 0.5;
+
+export class StepPacer {
+  /** Measured bytes per millisecond (conservative: drops at once, rises halfway). */
+  private rate: number | undefined;
+  /** The largest step so far (growth is relative to it). */
+  private largest = 0;
+
+  /**
+   * @param deadline Date.now() value by which the work must end (Infinity: none)
+   * @param maxBytes the largest step
+   * @param unit steps are whole units (the destination block size)
+   */
+  constructor(
+    private readonly deadline: number,
+    private readonly maxBytes: number,
+    private readonly unit: number,
+  ) {}
+
+  get bounded(): boolean {
+    return this.deadline !== Infinity;
+  }
+
+  /** Bytes for the next step (whole units, at least one), or 0 when the deadline has come. */
+  next(): number {
+    if (!this.bounded) return this.maxBytes;
+    const left = this.deadline - Date.now();
+    if (left <= 0) return 0;
+    let bytes = this.rate === undefined ? FIRST_STEP_BYTES : Math.min(this.rate * left * SHARE_OF_TIME_LEFT, this.largest * GROWTH);
+    bytes = Math.min(this.maxBytes, bytes);
+    return Math.max(this.unit, Math.floor(bytes / this.unit) * this.unit);
+  }
+
+  /** A step of `bytes` took `ms`. */
+  done(bytes: number, ms: number): void {
+    this.largest = Math.max(this.largest, bytes);
+    const r = bytes / Math.max(ms, 0.5);
+    this.rate = this.rate === undefined ? r : Math.min(r, (this.rate + r) / 2);
+  }
+
+  /** Run one step of `bytes` with `step`, measured. */
+  async step<T>(bytes: number, step: () => Promise<T>): Promise<T> {
+    const t0 = performance.now();
+    const r = await step();
+    this.done(bytes, performance.now() - t0);
+    return r;
+  }
+}
