@@ -38,7 +38,8 @@ class SlowStore extends MemoryStore {
 
 function setup(o: { clone?: boolean; deadlineMs?: number } = {}) {
   const BYTES = 32 * MiB;
-  const stores = [new SlowStore(2 * BYTES, o.clone), new MemoryStore(2 * BYTES)];
+  const slow = new SlowStore(2 * BYTES, o.clone);
+  const stores = [slow, new MemoryStore(2 * BYTES)];
   const sides: SlowStore[] = [];
   const sideFiles: SideFileFactory = async ({ bytes }) => {
     const store = new SlowStore(bytes, o.clone);
@@ -50,7 +51,7 @@ function setup(o: { clone?: boolean; deadlineMs?: number } = {}) {
   const source = pattern(BYTES, 5);
   source.copy(stores[0].data, 0);
   const run = (cdb: Buffer, lun: number, dataOut?: Buffer) => device.execute(task(cdb, { lun, dataOut, edtl: dataOut?.length ?? 4096 }));
-  return { BYTES, stores, sides, device, rodTokens, source, run };
+  return { BYTES, stores, slow, sides, device, rodTokens, source, run };
 }
 
 async function tokenOf(s: ReturnType<typeof setup>, listId: number, blocks: number) {
@@ -65,7 +66,7 @@ describe('the deadline bounds every step of a foreground WRITE USING TOKEN (issu
     const s = setup();
     const blocks = s.BYTES / BS;
     const { token } = await tokenOf(s, 1, blocks);
-    s.stores[0].copied = [];
+    s.slow.copied = [];
     let done = 0;
     const rounds: number[] = [];
     for (let i = 0; done < blocks; i++) {
@@ -84,8 +85,8 @@ describe('the deadline bounds every step of a foreground WRITE USING TOKEN (issu
       }
     }
     expect(rounds[0]).toBeLessThan(blocks); // the first WUT did not run one whole step of all 32 MiB
-    expect(s.stores[0].copied[0]).toBeLessThanOrEqual(MiB); // its first step was the small probe
-    expect(Math.max(...s.stores[0].copied)).toBeLessThan(32 * MiB);
+    expect(s.slow.copied[0]).toBeLessThanOrEqual(MiB); // its first step was the small probe
+    expect(Math.max(...s.slow.copied)).toBeLessThan(32 * MiB);
     expect(s.stores[1].data.subarray(0, s.BYTES).equals(s.source)).toBe(true);
     await s.device.close();
   }, 60_000);
@@ -94,11 +95,11 @@ describe('the deadline bounds every step of a foreground WRITE USING TOKEN (issu
     const s = setup();
     const blocks = s.BYTES / BS;
     const { token } = await tokenOf(s, 1, blocks);
-    s.stores[0].copied = [];
+    s.slow.copied = [];
     const w = wutParams(token, [[0, blocks]], { immed: true });
     expect((await s.run(writeUsingTokenCdb(2, w.length), 1, w)).status).toBe(ScsiStatus.GOOD);
     for (let i = 0; i < 400 && s.device.copyManager.running().length > 0; i++) await new Promise((r) => setTimeout(r, 10));
-    expect(s.stores[0].copied).toEqual([32 * MiB]);
+    expect(s.slow.copied).toEqual([32 * MiB]);
     await s.device.close();
   }, 60_000);
 });
