@@ -2,28 +2,27 @@
  * One iSCSI connection. The pipeline, in order:
  *
  *   socket -> PduFramer (BHS/AHS/digests/limits)
- *          -> login (LoginNegotiator) until full feature phase
+ *          -> login (LoginNegotiator, login.ts) until full feature phase
  *          -> Session.admit (CmdSN window, in-order delivery)
  *          -> IscsiTask -> ScsiDevice.execute (command table, CDB validation,
  *             LU checks, handler, backing store)
- *          -> data mover: task.dataOut() fulfilled by immediate data,
- *             unsolicited Data-Out and R2T; Data-In split by the initiator's
- *             MaxRecvDataSegmentLength
- *          -> status (SCSI Response, or S bit in the last Data-In).
+ *          -> data mover: task.dataOut() fulfilled by the DataOutSequencer
+ *             (data-out.ts: immediate data, unsolicited Data-Out, R2T)
+ *          -> status: Data-In and SCSI Response (scsi-response.ts), written
+ *             by the PduWriter (pdu-writer.ts).
  *
- * Broken PDUs are transport errors: a Reject where the PDU can be answered,
- * the connection dropped where it cannot. Nothing here builds sense data.
+ * Task management (task-management.ts), SendTargets, NOP and logout are
+ * answered here too. Broken PDUs are transport errors: a Reject where the
+ * PDU can be answered, the connection dropped where it cannot. Nothing here
+ * builds sense data.
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { PduFramer, FramerError } from './framer';
-import { DIGEST_LENGTH, crc32c, digestBytes } from './digest';
 import {
-  BHS_LENGTH,
   CMD_ATTR_MASK,
   CMD_FLAG_R,
   CMD_FLAG_W,
-  DATAIN_FLAG_S,
   DataOutField,
   FLAG_C,
   FLAG_F,
@@ -31,45 +30,36 @@ import {
   LogoutField,
   NO_TAG,
   Pdu,
-  RESP_FLAG_OVERFLOW,
-  RESP_FLAG_UNDERFLOW,
   RejectReason,
   ScsiCommandField,
-  SequenceNumbers,
-  TmfField,
   TmfResponse,
   cmdSnOf,
   decodeLun,
-  encodeDataIn,
   encodeLogoutResponse,
   encodeNopIn,
   encodeR2t,
-  encodeReject,
-  encodeScsiResponse,
   encodeTextResponse,
   encodeTmfResponse,
   flagsOf,
   isImmediate,
   ittOf,
   opcodeOf,
-  padLength,
-  snAdd,
   tttOf,
 } from './pdu';
+import { PduWriter } from './pdu-writer';
 import { IscsiTask, TransportError, DataSolicitor } from './task';
+import { TaskTable } from './task-table';
 import { DATA_OUT_ERRORS, DataOutSequencer } from './data-out';
-import { Session } from './session';
+import { sendResult } from './scsi-response';
+import { executeTaskManagement } from './task-management';
+import type { Session } from './session';
 import type { ServerContext } from './server';
 import { LoginNegotiator, type Established } from './login';
 import { buildSendTargetsResponse } from './discovery';
-import type { NegotiatedParams } from './types';
-import { ScsiStatus, TmfFunction } from '../scsi/types';
+import { TmfFunction } from '../scsi/types';
 
-const PAD = Buffer.alloc(4);
 /** Login PDUs may carry at most 8192 bytes of text (RFC 7143 §6.1). */
 const LOGIN_MAX_DSL = 8192;
-/** How many TTTs of ended tasks are remembered so their late Data-Out is dropped quietly. */
-const RETIRED_TTT_LIMIT = 1024;
 
 type State = 'login' | 'ffp' | 'logout' | 'closed';
 
@@ -79,22 +69,11 @@ export class Connection implements DataSolicitor {
   state: State = 'login';
   /** What login established (session, negotiated keys, CID); null until full feature phase. */
   private established: Established | null = null;
-  private statSN = 0;
-  /** Digests in force for what we send (from the negotiated keys, once in full feature phase). */
-  private headerDigest = false;
-  private dataDigest = false;
   private readonly framer: PduFramer;
-  private readonly tasks = new Map<number, IscsiTask>();
-  private readonly byTtt = new Map<number, IscsiTask>();
-  /**
-   * TTTs of R2Ts whose task ended before their data came (aborted): Data-Out
-   * still in flight for them is dropped, not rejected. Bounded, oldest out.
-   */
-  private readonly retiredTtts = new Set<number>();
-  private nextTtt = 1;
+  private readonly out: PduWriter;
+  private readonly tasks = new TaskTable();
   private login: LoginNegotiator | null;
   private loginChain: Promise<void> = Promise.resolve();
-  private corked = false;
   /** Last time a PDU arrived (ms), for NOP-In pings. */
   lastActivity = Date.now();
   private pingTtt = NO_TAG;
@@ -112,6 +91,7 @@ export class Connection implements DataSolicitor {
     this.id = id;
     this.log = ctx.log.child({ conn: id, peer: `${socket.remoteAddress}:${socket.remotePort}` });
     this.closedPromise = new Promise((r) => (this.resolveClosed = r));
+    this.out = new PduWriter(socket);
     this.framer = new PduFramer(
       { maxDataSegmentLength: LOGIN_MAX_DSL },
       (pdu) => this.onPdu(pdu),
@@ -141,61 +121,18 @@ export class Connection implements DataSolicitor {
     return this.established?.cid ?? 0;
   }
 
-  // ---- sequence numbers -------------------------------------------------
-
-  /** Sequence numbers for a PDU that carries status: StatSN advances. */
-  private snWithStatus(): SequenceNumbers {
-    const e = this.established;
-    const sn = {
-      statSN: this.statSN,
-      expCmdSN: e ? e.session.expCmdSN : 0,
-      maxCmdSN: e ? e.session.maxCmdSN : 0,
-    };
-    this.statSN = snAdd(this.statSN, 1);
-    return sn;
-  }
-
-  /** Sequence numbers for a PDU without status (R2T, Data-In without S, ping): StatSN not advanced. */
-  private snNoStatus(): SequenceNumbers {
-    const e = this.established;
-    return { statSN: this.statSN, expCmdSN: e ? e.session.expCmdSN : 0, maxCmdSN: e ? e.session.maxCmdSN : 0 };
-  }
-
-  // ---- output -----------------------------------------------------------
-
-  /** Write one PDU: header (+digest), data (+padding, +digest). Corks until the end of the tick. */
+  /** LoginPort: write one PDU (login responses). */
   send(header: Buffer, data?: Buffer): void {
-    if (this.state === 'closed' || this.socket.destroyed) return;
-    const sock = this.socket;
-    if (!this.corked) {
-      this.corked = true;
-      sock.cork();
-      // Uncork in the check phase: every completion of this event-loop turn (thread-pool
-      // callbacks arrive together) goes out in one writev instead of one syscall each.
-      setImmediate(() => {
-        this.corked = false;
-        sock.uncork();
-      });
-    }
-    sock.write(header);
-    if (this.headerDigest) sock.write(digestBytes(crc32c(header)));
-    if (data && data.length > 0) {
-      sock.write(data);
-      const pad = padLength(data.length);
-      if (pad) sock.write(PAD.subarray(0, pad));
-      if (this.dataDigest) sock.write(digestBytes(pad ? crc32c(data, PAD.subarray(0, pad)) : crc32c(data)));
-    }
+    this.out.send(header, data);
   }
 
-  /** Switch the framer and sender to the negotiated parameters (after the final login response). */
+  /** LoginPort: switch the framer and writer to the negotiated keys (after the final login response). */
   enterFullFeature(established: Established): void {
     const { session, params } = established;
     this.established = established;
-    this.statSN = established.statSN;
     this.state = 'ffp';
     this.login = null;
-    this.headerDigest = params.headerDigest;
-    this.dataDigest = params.dataDigest;
+    this.out.start(session, params, established.statSN);
     this.framer.maxDataSegmentLength = params.targetMaxRecvDataSegmentLength;
     this.framer.headerDigest = params.headerDigest;
     this.framer.dataDigest = params.dataDigest;
@@ -211,10 +148,10 @@ export class Connection implements DataSolicitor {
     this.log.warn({ code: err.code }, `framing error: ${err.message}`);
     if (err.code === 'DATA_SEGMENT_TOO_LONG' && err.bhs && this.state === 'ffp') {
       // Answerable, but the stream position is lost: say why, then drop.
-      this.reject(err.bhs, RejectReason.PROTOCOL_ERROR);
+      this.out.reject(err.bhs, RejectReason.PROTOCOL_ERROR);
     }
     if (err.code === 'DATA_DIGEST' && err.bhs && this.state === 'ffp') {
-      this.reject(err.bhs, RejectReason.DATA_DIGEST_ERROR);
+      this.out.reject(err.bhs, RejectReason.DATA_DIGEST_ERROR);
     }
     this.drop(`framing: ${err.code}`);
   }
@@ -256,7 +193,7 @@ export class Connection implements DataSolicitor {
     const session = ffp.session;
     if (session.type === 'Discovery') {
       if (op !== InitiatorOpcode.TEXT_REQUEST && op !== InitiatorOpcode.LOGOUT_REQUEST && op !== InitiatorOpcode.NOP_OUT) {
-        this.reject(bhs, RejectReason.PROTOCOL_ERROR);
+        this.out.reject(bhs, RejectReason.PROTOCOL_ERROR);
         return;
       }
     }
@@ -277,15 +214,15 @@ export class Connection implements DataSolicitor {
         return void this.admitCommand(pdu, session, () => void this.onLogout(Buffer.from(bhs), ffp.cid));
       case InitiatorOpcode.LOGIN_REQUEST:
         // A login in full feature phase is a protocol error (RFC 7143 §6.2).
-        this.reject(bhs, RejectReason.PROTOCOL_ERROR);
+        this.out.reject(bhs, RejectReason.PROTOCOL_ERROR);
         this.drop('protocol: login in full feature phase');
         return;
       case InitiatorOpcode.SNACK_REQUEST:
         // ErrorRecoveryLevel 0: SNACK is not supported (RFC 7143 §11.16).
-        this.reject(bhs, RejectReason.PROTOCOL_ERROR);
+        this.out.reject(bhs, RejectReason.PROTOCOL_ERROR);
         return;
       default:
-        this.reject(bhs, RejectReason.COMMAND_NOT_SUPPORTED);
+        this.out.reject(bhs, RejectReason.COMMAND_NOT_SUPPORTED);
     }
   }
 
@@ -319,19 +256,19 @@ export class Connection implements DataSolicitor {
 
     if (this.tasks.has(itt)) {
       // RFC 7143 §11.3: an ITT must be unique among the connection's tasks.
-      this.reject(bhs, RejectReason.TASK_IN_PROGRESS);
+      this.out.reject(bhs, RejectReason.TASK_IN_PROGRESS);
       return;
     }
     if (!(flags & FLAG_F)) {
       // Unsolicited data in the command PDU only; F=0 means more follows (bidi AHS unsupported).
       if (!isWrite) {
-        this.reject(bhs, RejectReason.PROTOCOL_ERROR);
+        this.out.reject(bhs, RejectReason.PROTOCOL_ERROR);
         return;
       }
     }
     if (immediateLen > 0) {
       if (!isWrite || !params.immediateData || immediateLen > edtl || immediateLen > params.firstBurstLength) {
-        this.reject(bhs, RejectReason.PROTOCOL_ERROR);
+        this.out.reject(bhs, RejectReason.PROTOCOL_ERROR);
         this.drop('protocol: bad immediate data');
         return;
       }
@@ -374,7 +311,7 @@ export class Connection implements DataSolicitor {
       solicitor: this,
       maxDataOutLength: this.ctx.limits.maxWriteBuffer,
     });
-    this.tasks.set(itt, task);
+    this.tasks.add(task);
     // A discarded command leaves nothing behind: not its ITT, not its write buffer.
     if (this.admitCommand(pdu, session, () => void this.executeTask(task, ffp)) === 'discard') this.finishTask(task);
   }
@@ -386,130 +323,24 @@ export class Connection implements DataSolicitor {
     // The slot is free once status is decided, so the status PDU itself
     // advertises the reopened window (RFC 7143 §4.2.2.1).
     let counted = true;
-    const release = (): void => {
-      if (counted) session.taskFinished();
-      counted = false;
-    };
     try {
       if (task.aborted) return;
       const result = await session.target!.device.execute(task);
       if (result.aborted || task.aborted || this.state === 'closed') return;
-      if (result.dataIn && result.dataIn.length > 0 && task.expectedDataTransferLength > 0) {
-        const produced = result.dataInLength ?? result.dataIn.reduce((n, b) => n + b.length, 0);
-        release();
-        this.sendDataIn(task, ffp.params, result.dataIn, produced, result.status, result.sense);
-        return;
-      }
-      let resid = 0;
-      let rflags = 0;
-      const edtl = task.expectedDataTransferLength;
-      const moved = result.dataOutLength ?? result.dataInLength ?? 0;
-      if (task.isWrite || task.isRead || edtl > 0) {
-        if (moved < edtl) {
-          rflags = RESP_FLAG_UNDERFLOW;
-          resid = edtl - moved;
-        } else if (moved > edtl) {
-          rflags = RESP_FLAG_OVERFLOW;
-          resid = moved - edtl;
-        }
-      }
-      release();
-      this.sendScsiResponse(task, result.status, result.sense, rflags, resid);
+      counted = false;
+      session.taskFinished();
+      sendResult(this.out, task, ffp.params, result);
     } catch (err) {
       if (!(err instanceof TransportError)) this.log.error({ err, itt: task.itt }, 'task failed unexpectedly');
     } finally {
       this.finishTask(task);
-      release();
+      if (counted) session.taskFinished();
     }
   }
 
   private finishTask(task: IscsiTask): void {
-    if (this.tasks.get(task.itt) === task) this.tasks.delete(task.itt);
-    const seq = task.writeData;
-    if (seq) {
-      for (const ttt of seq.openTtts()) {
-        this.byTtt.delete(ttt);
-        this.retiredTtts.add(ttt);
-        if (this.retiredTtts.size > RETIRED_TTT_LIMIT) this.retiredTtts.delete(this.retiredTtts.values().next().value!);
-      }
-      seq.release();
-      task.writeData = null;
-    }
+    this.tasks.remove(task);
     task.finish();
-  }
-
-  private sendScsiResponse(task: IscsiTask, status: number, sense: Buffer | undefined, rflags: number, resid: number): void {
-    let data: Buffer | undefined;
-    if (sense && sense.length > 0) {
-      data = Buffer.allocUnsafe(2 + sense.length);
-      data.writeUInt16BE(sense.length, 0);
-      sense.copy(data, 2);
-    }
-    const h = encodeScsiResponse(
-      {
-        itt: task.itt,
-        status,
-        response: 0,
-        flags: rflags,
-        residual: resid,
-        expDataSN: task.dataSN,
-        dataLength: data ? data.length : 0,
-      },
-      this.snWithStatus(),
-    );
-    this.send(h, data);
-  }
-
-  /** Data-In PDUs of at most the initiator's MaxRecvDataSegmentLength; status rides in the last one when GOOD. */
-  private sendDataIn(task: IscsiTask, params: NegotiatedParams, bufs: Buffer[], produced: number, status: number, sense?: Buffer): void {
-    const edtl = task.expectedDataTransferLength;
-    const data = bufs.length === 1 ? bufs[0] : Buffer.concat(bufs);
-    const total = Math.min(produced, edtl, data.length);
-    let rflags = 0;
-    let resid = 0;
-    if (produced < edtl) {
-      rflags = RESP_FLAG_UNDERFLOW;
-      resid = edtl - produced;
-    } else if (produced > edtl) {
-      rflags = RESP_FLAG_OVERFLOW;
-      resid = produced - edtl;
-    }
-    const statusInData = status === ScsiStatus.GOOD && !sense;
-    const mrdsl = params.maxRecvDataSegmentLength;
-    const burst = params.maxBurstLength;
-    let off = 0;
-    let burstUsed = 0;
-    while (off < total) {
-      const n = Math.min(mrdsl, total - off, burst - burstUsed);
-      const last = off + n >= total;
-      burstUsed += n;
-      let flags = 0;
-      if (last || burstUsed >= burst) flags |= FLAG_F;
-      if (burstUsed >= burst) burstUsed = 0;
-      let sn: SequenceNumbers;
-      if (last && statusInData) {
-        flags |= DATAIN_FLAG_S | rflags;
-        sn = this.snWithStatus();
-      } else {
-        sn = this.snNoStatus();
-      }
-      const h = encodeDataIn(
-        {
-          itt: task.itt,
-          lun: null,
-          flags,
-          status,
-          dataSN: task.dataSN++,
-          bufferOffset: off,
-          residual: resid,
-          dataLength: n,
-        },
-        sn,
-      );
-      this.send(h, data.subarray(off, off + n));
-      off += n;
-    }
-    if (!statusInData || total === 0) this.sendScsiResponse(task, status, sense, rflags, resid);
   }
 
   // ---- write data: unsolicited Data-Out and R2T ------------------------
@@ -519,23 +350,15 @@ export class Connection implements DataSolicitor {
     const seq = task.writeData;
     if (this.state !== 'ffp' || task.aborted || !seq) return;
     while (seq.needsR2t()) {
-      const ttt = this.allocTtt();
+      const ttt = this.tasks.allocTtt();
       const r2t = seq.openR2t(ttt);
-      this.byTtt.set(ttt, task);
+      this.tasks.r2tOpened(ttt);
       task.dataSN++;
       const h = encodeR2t(
         { itt: task.itt, ttt, lun: task.lunField, r2tSN: r2t.r2tSN, bufferOffset: r2t.bufferOffset, desiredLength: r2t.desiredLength },
-        this.snNoStatus(),
+        this.out.noStatus(),
       );
-      this.send(h);
-    }
-  }
-
-  private allocTtt(): number {
-    for (;;) {
-      const t = this.nextTtt;
-      this.nextTtt = this.nextTtt >= 0x7ffffffe ? 1 : this.nextTtt + 1;
-      if (!this.byTtt.has(t) && !this.retiredTtts.has(t)) return t;
+      this.out.send(h);
     }
   }
 
@@ -545,8 +368,8 @@ export class Connection implements DataSolicitor {
     const task = this.tasks.get(ittOf(bhs));
     if (!task || task.aborted) {
       // The task finished early (error status) or was aborted: its data is dropped (RFC 7143 §11.7).
-      if (ttt !== NO_TAG && !task && !this.retiredTtts.has(ttt)) {
-        this.reject(bhs, RejectReason.INVALID_PDU_FIELD);
+      if (ttt !== NO_TAG && !task && !this.tasks.isRetired(ttt)) {
+        this.out.reject(bhs, RejectReason.INVALID_PDU_FIELD);
       }
       return;
     }
@@ -558,7 +381,7 @@ export class Connection implements DataSolicitor {
     if (verdict === 'accepted') {
       task.checkComplete();
     } else if (verdict === 'burst-done') {
-      if (ttt !== NO_TAG) this.byTtt.delete(ttt);
+      if (ttt !== NO_TAG) this.tasks.r2tClosed(ttt);
       this.solicit(task);
       task.checkComplete();
     } else {
@@ -575,7 +398,7 @@ export class Connection implements DataSolicitor {
    */
   private dataSequenceError(task: IscsiTask, bhs: Buffer, why: string): void {
     this.log.warn({ itt: task.itt }, `Data-Out rejected: ${why}`);
-    this.reject(bhs, RejectReason.PROTOCOL_ERROR);
+    this.out.reject(bhs, RejectReason.PROTOCOL_ERROR);
     task.abort(new TransportError('PROTOCOL', why));
     if (!task.delivered) this.finishTask(task);
   }
@@ -592,14 +415,14 @@ export class Connection implements DataSolicitor {
       if (itt === NO_TAG) return;
     }
     if (itt === NO_TAG) {
-      if (!isImmediate(bhs)) this.reject(bhs, RejectReason.PROTOCOL_ERROR);
+      if (!isImmediate(bhs)) this.out.reject(bhs, RejectReason.PROTOCOL_ERROR);
       return;
     }
     const data = Buffer.from(pdu.data.subarray(0, ffp.params.maxRecvDataSegmentLength));
     const lun = Buffer.from(bhs.subarray(8, 16));
     this.admitCommand(pdu, ffp.session, () => {
-      const h = encodeNopIn({ itt, ttt: NO_TAG, lun, dataLength: data.length }, this.snWithStatus());
-      this.send(h, data);
+      const h = encodeNopIn({ itt, ttt: NO_TAG, lun, dataLength: data.length }, this.out.withStatus());
+      this.out.send(h, data);
     });
   }
 
@@ -615,76 +438,35 @@ export class Connection implements DataSolicitor {
       return;
     }
     if (limits.nopInIntervalMs > 0 && now - this.lastActivity > limits.nopInIntervalMs) {
-      this.pingTtt = this.allocTtt();
+      this.pingTtt = this.tasks.allocTtt();
       this.pingSentAt = now;
-      const h = encodeNopIn({ itt: NO_TAG, ttt: this.pingTtt, lun: Buffer.alloc(8), dataLength: 0 }, this.snNoStatus());
-      this.send(h);
+      const h = encodeNopIn({ itt: NO_TAG, ttt: this.pingTtt, lun: Buffer.alloc(8), dataLength: 0 }, this.out.noStatus());
+      this.out.send(h);
     }
   }
 
   // ---- Task management --------------------------------------------------
 
   private async onTaskManagement(bhs: Buffer, session: Session): Promise<void> {
-    const fn = flagsOf(bhs) & 0x7f;
-    const itt = ittOf(bhs);
-    const lun = decodeLun(bhs, 8);
-    const device = session.target!.device;
-    const nexus = session.nexus!;
-    let response: number = TmfResponse.COMPLETE;
-    const abortOwn = async (pred: (t: IscsiTask) => boolean) => {
-      const victims = [...this.tasks.values()].filter(pred);
-      for (const t of victims) t.abort(new TransportError('ABORTED', 'task management'));
-      await Promise.all(victims.map((t) => (t.delivered ? t.settled : this.dropUndelivered(t))));
-    };
-    switch (fn) {
-      case TmfFunction.ABORT_TASK: {
-        const ref = bhs.readUInt32BE(TmfField.REF_TASK_TAG);
-        const t = this.tasks.get(ref);
-        if (!t || t.finished) {
-          // §11.5.1 b/c: a command still on its way (RefCmdSN in the window) counts as received
-          // and aborted; one already done, or never sent, does not exist.
-          const consumed = !t && session.consumeMissing(bhs.readUInt32BE(TmfField.REF_CMDSN), cmdSnOf(bhs));
-          response = consumed ? TmfResponse.COMPLETE : TmfResponse.TASK_DOES_NOT_EXIST;
-        } else {
-          await abortOwn((x) => x === t);
-        }
-        break;
-      }
-      case TmfFunction.ABORT_TASK_SET:
-        if (!device.lunsFor(nexus).includes(lun)) response = TmfResponse.LUN_DOES_NOT_EXIST;
-        else await abortOwn((t) => t.lun === lun);
-        break;
-      case TmfFunction.CLEAR_TASK_SET:
-      case TmfFunction.LOGICAL_UNIT_RESET:
-        if (!device.lunsFor(nexus).includes(lun)) {
-          response = TmfResponse.LUN_DOES_NOT_EXIST;
-          break;
-        }
-        await abortOwn((t) => t.lun === lun);
-        response = mapTmfOutcome(await device.taskManagement(fn, nexus, lun));
-        break;
-      case TmfFunction.TARGET_WARM_RESET:
-      case TmfFunction.TARGET_COLD_RESET:
-        await abortOwn(() => true);
-        response = mapTmfOutcome(await device.taskManagement(fn, nexus, lun));
-        break;
-      case TmfFunction.TASK_REASSIGN:
-        response = TmfResponse.REASSIGNMENT_NOT_SUPPORTED;
-        break;
-      default:
-        response = TmfResponse.NOT_SUPPORTED;
-    }
+    const response = await executeTaskManagement(bhs, session, {
+      task: (itt) => this.tasks.get(itt),
+      abortTasks: (match) => this.abortTasks(match),
+    });
     if (this.state === 'closed') return;
-    this.send(encodeTmfResponse({ itt, response }, this.snWithStatus()));
-    if (fn === TmfFunction.TARGET_COLD_RESET && response === TmfResponse.COMPLETE) {
+    this.out.send(encodeTmfResponse({ itt: ittOf(bhs), response }, this.out.withStatus()));
+    if ((flagsOf(bhs) & 0x7f) === TmfFunction.TARGET_COLD_RESET && response === TmfResponse.COMPLETE) {
       // A cold reset ends every session of the target (RFC 7143 §11.5.1).
       this.ctx.dropTargetSessions(session.target!.name, 'target cold reset');
     }
   }
 
-  /** An aborted task that never reached the SCSI layer settles here. */
-  private async dropUndelivered(t: IscsiTask): Promise<void> {
-    this.finishTask(t);
+  /** Abort this connection's tasks that match and wait until they have settled. */
+  private async abortTasks(match: (t: IscsiTask) => boolean): Promise<void> {
+    const victims = this.tasks.list().filter(match);
+    for (const t of victims) t.abort(new TransportError('ABORTED', 'task management'));
+    // A task that never reached the SCSI layer settles here.
+    for (const t of victims) if (!t.delivered) this.finishTask(t);
+    await Promise.all(victims.map((t) => t.settled));
   }
 
   // ---- Text (SendTargets) -----------------------------------------------
@@ -698,7 +480,7 @@ export class Connection implements DataSolicitor {
     let body: Buffer;
     if (ttt !== NO_TAG) {
       if (!this.textContinuation || this.textContinuation.ttt !== ttt) {
-        this.reject(bhs, RejectReason.INVALID_PDU_FIELD);
+        this.out.reject(bhs, RejectReason.INVALID_PDU_FIELD);
         return;
       }
       body = this.textContinuation.rest;
@@ -706,19 +488,19 @@ export class Connection implements DataSolicitor {
     } else {
       if (flagsOf(bhs) & FLAG_C) {
         // Multi-PDU text requests are not needed for SendTargets; answer empty and wait for the rest.
-        this.send(encodeTextResponse({ itt, ttt: NO_TAG, final: false, cont: false, lun, dataLength: 0 }, this.snWithStatus()));
+        this.out.send(encodeTextResponse({ itt, ttt: NO_TAG, final: false, cont: false, lun, dataLength: 0 }, this.out.withStatus()));
         return;
       }
       body = buildSendTargetsResponse(pdu.data, ffp.session, this.ctx);
     }
     if (body.length > mrdsl) {
-      const contTtt = this.allocTtt();
+      const contTtt = this.tasks.allocTtt();
       this.textContinuation = { ttt: contTtt, rest: body.subarray(mrdsl) };
       const part = body.subarray(0, mrdsl);
-      this.send(encodeTextResponse({ itt, ttt: contTtt, final: false, cont: true, lun, dataLength: part.length }, this.snWithStatus()), part);
+      this.out.send(encodeTextResponse({ itt, ttt: contTtt, final: false, cont: true, lun, dataLength: part.length }, this.out.withStatus()), part);
       return;
     }
-    this.send(encodeTextResponse({ itt, ttt: NO_TAG, final: true, cont: false, lun, dataLength: body.length }, this.snWithStatus()), body);
+    this.out.send(encodeTextResponse({ itt, ttt: NO_TAG, final: true, cont: false, lun, dataLength: body.length }, this.out.withStatus()), body);
   }
 
   // ---- Logout -----------------------------------------------------------
@@ -734,34 +516,27 @@ export class Connection implements DataSolicitor {
       response = 1; // CID not found: one connection per session
     }
     if (response !== 0) {
-      this.send(encodeLogoutResponse({ itt, response, time2Wait: 0, time2Retain: 0 }, this.snWithStatus()));
+      this.out.send(encodeLogoutResponse({ itt, response, time2Wait: 0, time2Retain: 0 }, this.out.withStatus()));
       return;
     }
     this.state = 'logout';
     // Let commands already running finish and answer (bounded by the logout timeout).
     const limit = this.ctx.limits.logoutTimeoutMs;
-    const pending = [...this.tasks.values()].filter((t) => t.delivered).map((t) => t.settled);
+    const pending = this.tasks.list().filter((t) => t.delivered).map((t) => t.settled);
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([Promise.all(pending), new Promise((r) => (timer = setTimeout(r, limit)))]);
     clearTimeout(timer);
     if (this.socket.destroyed) return;
-    this.state = 'ffp'; // allow the response out
-    this.send(encodeLogoutResponse({ itt, response: 0, time2Wait: 0, time2Retain: 0 }, this.snWithStatus()));
-    this.state = 'logout';
+    this.out.send(encodeLogoutResponse({ itt, response: 0, time2Wait: 0, time2Retain: 0 }, this.out.withStatus()));
     this.log.info({ reason }, 'logout');
     this.socket.end();
     // The initiator closes its side; make sure we do not linger.
     setTimeout(() => this.socket.destroy(), limit).unref();
   }
 
-  // ---- Reject and teardown ---------------------------------------------
+  // ---- teardown ---------------------------------------------------------
 
-  reject(bhs: Buffer, reason: RejectReason): void {
-    const copy = Buffer.from(bhs.subarray(0, BHS_LENGTH));
-    this.send(encodeReject({ reason, dataSnOrR2tSn: 0, dataLength: copy.length }, this.snWithStatus()), copy);
-  }
-
-  /** Close the connection at once (after flushing what was queued). */
+  /** LoginPort: close the connection at once (after flushing what was queued). */
   drop(why: string): void {
     if (this.state === 'closed') return;
     this.log.info({ why }, 'dropping connection');
@@ -773,13 +548,13 @@ export class Connection implements DataSolicitor {
 
   /** SessionConnection.shutdown: drop and wait until every task has settled. */
   async shutdown(reason: string): Promise<void> {
-    const waits = [...this.tasks.values()].map((t) => t.settled);
+    const waits = this.tasks.list().map((t) => t.settled);
     this.drop(reason);
     await Promise.all(waits);
   }
 
   private abortAll(): void {
-    for (const t of this.tasks.values()) {
+    for (const t of this.tasks.list()) {
       t.abort(new TransportError('CONNECTION_LOST', 'connection closed'));
       if (!t.delivered) this.finishTask(t);
     }
@@ -790,30 +565,11 @@ export class Connection implements DataSolicitor {
     this.framer.stop();
     this.abortAll();
     this.state = 'closed';
+    this.out.close();
     if (!wasClosed) {
       this.ctx.connectionClosed(this);
       this.log.debug('connection closed');
     }
     this.resolveClosed();
-  }
-
-  /** Header digest length in effect for incoming PDUs (tests). */
-  get headerDigestLength(): number {
-    return this.framer.headerDigest ? DIGEST_LENGTH : 0;
-  }
-}
-
-function mapTmfOutcome(o: string): number {
-  switch (o) {
-    case 'complete':
-      return TmfResponse.COMPLETE;
-    case 'no-such-task':
-      return TmfResponse.TASK_DOES_NOT_EXIST;
-    case 'no-such-lun':
-      return TmfResponse.LUN_DOES_NOT_EXIST;
-    case 'not-supported':
-      return TmfResponse.NOT_SUPPORTED;
-    default:
-      return TmfResponse.REJECTED;
   }
 }
