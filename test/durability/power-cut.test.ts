@@ -14,7 +14,8 @@
  *    followed by SYNCHRONIZE CACHE: after the cut every block holds its last durable
  *    generation or one written after it, never older, never torn; LUN 1 (WCE=0):
  *    every acknowledged write, and an EXTENDED COPY from LUN 0 once reported complete;
- *    LUN 2: the same copy reported complete and followed by SYNCHRONIZE CACHE;
+ *    LUN 2: the same copy, and a WRITE USING TOKEN of a POPULATE TOKEN of the same
+ *    blocks, each reported complete and followed by SYNCHRONIZE CACHE;
  *    LUN 4: PR registration and reservation with APTPL; LUN 5: WCE=0 saved by
  *    MODE SELECT (SP=1), then every acknowledged write; the NAA of every LUN
  *    (identity.json) and the ROD token key (rod-token.key) unchanged, and those
@@ -37,7 +38,7 @@ import type { StatusReport } from '../../src/status';
 import { DEFAULT_IQN, describeIf, makeRunDir, missingPrerequisite, removeWhenSuitePasses, startTarget, type Target } from '../interop/harness';
 import { Prng, clearUnitAttentions, openSession, type TestInitiator } from '../support/initiator';
 import { b2b, e4, lid1, xcopyCdb } from '../scsi/copy/helpers';
-import { expectGood, readBlocks } from '../odx/odx';
+import { expectGood, parseRrti, populateTokenCdb, ptParams, readBlocks, rrtiCdb, writeUsingTokenCdb, wutParams } from '../odx/odx';
 
 const PYTHON = '/usr/bin/python3';
 const LAZYFS = path.join(__dirname, 'lazyfs.py');
@@ -378,9 +379,9 @@ describeIf(prerequisites())('power cut (lazyfs drops what was not fsynced)', () 
     let lost = 0;
     let lost3 = 0;
     let gen = 0;
-    // LUN -> (LBA -> generation of LUN 0's block SRC + (LBA - first LBA) copied there)
-    const COPY_DST = 1024; // on LUN 1, away from its random writes
-    const copied = new Map([[1, new Map<number, number>()], [2, new Map<number, number>()]]);
+    // LUN -> (LBA -> [LUN 0's LBA copied there, its generation])
+    const COPY_DST = 1024; // on LUN 1 away from its random writes; on LUN 2 where WRITE USING TOKEN writes
+    const copied = new Map([[1, new Map<number, [number, number]>()], [2, new Map<number, [number, number]>()]]);
     let t: Target | undefined;
 
     for (let round = 0; round <= ROUNDS; round++) {
@@ -423,11 +424,19 @@ describeIf(prerequisites())('power cut (lazyfs drops what was not fsynced)', () 
         const p = lid1([e4(Buffer.from(now[0], 'hex')), e4(Buffer.from(now[2], 'hex'))], [b2b(0, 1, blocks, SRC, 0)]);
         expectGood(await c.command(0, xcopyCdb(0, p.length), { dataOut: p }), 'EXTENDED COPY LUN 0 -> LUN 2');
         expectGood(await c.command(2, SYNC_CACHE_10), 'SYNCHRONIZE CACHE LUN 2');
-        for (let i = 0; i < blocks; i++) copied.get(2)!.set(i, copyGen);
+        for (let i = 0; i < blocks; i++) copied.get(2)!.set(i, [SRC + i, copyGen]);
         // The same copy to LUN 1 (WCE=0): durable when reported complete, no SYNCHRONIZE CACHE.
         const p1 = lid1([e4(Buffer.from(now[0], 'hex')), e4(Buffer.from(now[1], 'hex'))], [b2b(0, 1, blocks, SRC, COPY_DST)]);
         expectGood(await c.command(0, xcopyCdb(0, p1.length), { dataOut: p1 }), 'EXTENDED COPY LUN 0 -> LUN 1');
-        for (let i = 0; i < blocks; i++) copied.get(1)!.set(COPY_DST + i, copyGen);
+        for (let i = 0; i < blocks; i++) copied.get(1)!.set(COPY_DST + i, [SRC + i, copyGen]);
+        // ODX: POPULATE TOKEN of the same blocks, WRITE USING TOKEN to LUN 2 (GOOD: complete), SYNCHRONIZE CACHE.
+        const pt = ptParams([[SRC, blocks]]);
+        expectGood(await c.command(0, populateTokenCdb(round + 1, pt.length), { dataOut: pt }), 'POPULATE TOKEN LUN 0');
+        const info = parseRrti((await c.command(0, rrtiCdb(round + 1), { read: 4096 })).data);
+        const wut = wutParams(info.token!, [[COPY_DST, blocks]]);
+        expectGood(await c.command(2, writeUsingTokenCdb(round + 1, wut.length), { dataOut: wut }), 'WRITE USING TOKEN LUN 2');
+        expectGood(await c.command(2, SYNC_CACHE_10), 'SYNCHRONIZE CACHE LUN 2 after WRITE USING TOKEN');
+        for (let i = 0; i < blocks; i++) copied.get(2)!.set(COPY_DST + i, [SRC + i, copyGen]);
         for (let i = 0; i < 40; i++) {
           const n = rng.range(1, 8);
           const fua = rng.next() < 0.3;
@@ -452,10 +461,9 @@ describeIf(prerequisites())('power cut (lazyfs drops what was not fsynced)', () 
       // The copies' destinations, read from the directory underneath.
       for (const [lun, blocks] of copied) {
         const img = fs.readFileSync(path.join(under, 'data', `lun${lun}.img`));
-        const first = lun === 1 ? COPY_DST : 0;
-        for (const [lba, g] of blocks) {
+        for (const [lba, [src, g]] of blocks) {
           const b = img.subarray(lba * BS, (lba + 1) * BS);
-          if (!b.equals(block(0, SRC + lba - first, g))) problems.push(`LUN ${lun} LBA ${lba}: not LUN 0's block ${SRC + lba - first} generation ${g} (copy reported complete)`);
+          if (!b.equals(block(0, src, g))) problems.push(`LUN ${lun} LBA ${lba}: not LUN 0's block ${src} generation ${g} (copy reported complete)`);
         }
       }
       expect(problems).toEqual([]);
