@@ -8,8 +8,9 @@
  *      each, ESXi's shape) and 8 streams of 128 MiB POPULATE TOKEN + WRITE
  *      USING TOKEN run on other LUNs of the same target.
  * Want the max under load below 100 ms. The daemon is a child process (its
- * own event loop and libuv pool, as in production), started from the sources
- * with ts-node; the initiator runs in this process. The load average is
+ * own event loop and libuv pool and, detached, its own session and autogroup,
+ * as in production), started from the sources with ts-node; the initiator
+ * runs in this process. The load average is
  * printed before each phase: on a shared machine it explains the spread.
  *
  * LUNs (one target, 512-byte blocks, in a fresh data directory under the OS
@@ -123,7 +124,9 @@ async function startDaemon(dir: string): Promise<Child> {
   let child: ChildProcess;
   try {
     child = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', path.join('src', 'main.ts'), '--config', config], {
-      cwd: REPO_ROOT, stdio: ['ignore', fd, fd], env: { ...process.env },
+      // A session of its own, as under systemd: under autogroup scheduling the daemon then does not
+      // share one CPU group with this initiator (test/interop/harness does the same for tgtd and xcopyd).
+      cwd: REPO_ROOT, stdio: ['ignore', fd, fd], env: { ...process.env }, detached: true,
     });
   } finally {
     fs.closeSync(fd);
