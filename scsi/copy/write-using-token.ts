@@ -28,7 +28,7 @@ import type { ItNexus } from '../types';
 import { SenseError, invalidParameterField } from '../sense';
 import { copyManagerOf, type CopyOperation } from './copy-manager';
 import type { CopyTarget } from './cscd';
-import { CopyIoError, CopySideError, admit, admitBytes, writeStep } from './internal-port';
+import { CopyIoError, CopySideError, CopyStatusError, admit, admitBytes, writeStep } from './internal-port';
 import { MAX_RANGE_DESCRIPTORS, ROD_CHUNK_BYTES } from './limits';
 import { StepPacer } from './step-pacer';
 import { RANGE_DESCRIPTOR_BYTES, RodTokenSa, decodeRangeDescriptors, fetchParameters, rodTokensOf } from './populate-token';
@@ -111,10 +111,13 @@ export async function executeWriteUsingToken(ctx: CommandContext): Promise<Comma
     if (!creator || creator.lu !== token.lu) throw new SenseError('TOKEN_UNKNOWN');
     // OFFSET INTO ROD x destination block size at or beyond the bytes represented -> 5/26/00 at byte 8.
     if (wut.offsetIntoRod * BigInt(lu.blockSize) >= BigInt(token.bytesRepresented)) throw invalidParameterField(8);
-    // The internal READ of the source obeys its reservations like host I/O.
-    for (const r of token.ranges) {
-      const bs = token.blockSize;
-      admit(creator, nexus, 'read', BigInt(r.src / bs), BigInt(r.bytes / bs));
+    // The internal READ of the source obeys its reservations like host I/O: a conflict is
+    // RESERVATION CONFLICT, as for EXTENDED COPY (it was INTERNAL TARGET FAILURE).
+    try {
+      for (const r of token.ranges) admit(creator, nexus, 'read', BigInt(r.src / token.blockSize), BigInt(r.bytes / token.blockSize));
+    } catch (err) {
+      if (err instanceof CopyStatusError) return { status: err.status };
+      throw err;
     }
   }
   const t = token;

@@ -112,6 +112,21 @@ describe('one access rule per step for EXTENDED COPY and WRITE USING TOKEN', () 
     return device.execute(task(writeUsingTokenCdb(2, w.length), { lun: 1, nexus: me, dataOut: w }));
   }
 
+  it('WRITE USING TOKEN whose source another initiator has reserved (Exclusive Access) before it starts -> RESERVATION CONFLICT, as EXTENDED COPY (not 4/44/00)', async () => {
+    const { stores, device, me, other } = setup();
+    const pt = ptParams([[0, 128]]);
+    expect((await device.execute(task(populateTokenCdb(1, pt.length), { nexus: me, dataOut: pt }))).status).toBe(ScsiStatus.GOOD);
+    const token = dataOf(await device.execute(task(rrtiCdb(1), { nexus: me }))).subarray(38, 38 + 512);
+    await reserve(device, 0, other, 0xabcn, 0x03);
+    const w = wutParams(token, [[0, 128]]);
+    const r = await device.execute(task(writeUsingTokenCdb(2, w.length), { lun: 1, nexus: me, dataOut: w }));
+    expect(r.status).toBe(ScsiStatus.RESERVATION_CONFLICT);
+    expect(stores[1].data.subarray(0, 128 * BS).every((x) => x === 0)).toBe(true);
+    const p = lid1([e4(identityWith(0).naa), e4(identityWith(1).naa)], [b2b(0, 1, 64, 0, 0)]);
+    expect((await device.execute(task(xcopyCdb(0, p.length), { nexus: me, dataOut: p }))).status).toBe(ScsiStatus.RESERVATION_CONFLICT);
+    await device.close();
+  });
+
   for (const [name, run] of [['EXTENDED COPY', xcopyTwoSegments], ['WRITE USING TOKEN', wutTwoRanges]] as const) {
     it(`${name}: a destination reserved by another initiator after the first step -> RESERVATION CONFLICT, the second step not written`, async () => {
       const { stores, device, me, other } = setup();
