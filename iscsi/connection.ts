@@ -294,8 +294,6 @@ export class Connection implements DataSolicitor {
       attribute: flags & CMD_ATTR_MASK,
       isWrite,
       isRead,
-      cmdSN: cmdSnOf(bhs),
-      immediate: isImmediate(bhs),
       // Only the first burst is buffered now; the sequencer grows to what the core asks for when the command runs.
       writeData: isWrite && edtl > 0
         ? new DataOutSequencer({

@@ -9,10 +9,7 @@ import type { TargetEntry } from './types';
 import { encodeTextKeys, parseTextKeys } from './text';
 
 export function initiatorMaySee(t: TargetEntry, initiatorName: string): boolean {
-  if (t.acl) return t.acl.mayLogin(initiatorName);
-  if (!t.allowedInitiators) return true;
-  const n = initiatorName.toLowerCase();
-  return t.allowedInitiators.some((a) => a.toLowerCase() === n);
+  return t.acl ? t.acl.mayLogin(initiatorName) : true;
 }
 
 export function buildSendTargetsResponse(request: Buffer, session: Session, ctx: ServerContext): Buffer {

@@ -26,7 +26,7 @@ const STAGE_OPERATIONAL = 1;
 const STAGE_FULL_FEATURE = 3;
 
 /** Snapshot of the negotiation result that the data path uses. */
-export function negotiatedParams(st: NegotiationState): NegotiatedParams {
+function negotiatedParams(st: NegotiationState): NegotiatedParams {
   const out: Record<string, unknown> = {};
   for (const k of NEGOTIATED_KEYS) out[k] = st[k];
   return Object.freeze(out) as NegotiatedParams;

@@ -34,8 +34,6 @@ export interface IscsiTaskInit {
   readonly attribute: number;
   readonly isWrite: boolean;
   readonly isRead: boolean;
-  readonly cmdSN: number;
-  readonly immediate: boolean;
   /** The write data's sequencer; null for a command without Data-Out (no W bit, or EDTL 0). */
   readonly writeData: DataOutSequencer | null;
   readonly solicitor: DataSolicitor;
@@ -53,8 +51,6 @@ export class IscsiTask implements ScsiTask {
   readonly attribute: number;
   readonly isWrite: boolean;
   readonly isRead: boolean;
-  readonly cmdSN: number;
-  readonly immediate: boolean;
   readonly maxDataOutLength: number;
   /** Null once the task has ended (its buffer and R2Ts released). */
   writeData: DataOutSequencer | null;
@@ -82,8 +78,6 @@ export class IscsiTask implements ScsiTask {
     this.attribute = init.attribute;
     this.isWrite = init.isWrite;
     this.isRead = init.isRead;
-    this.cmdSN = init.cmdSN;
-    this.immediate = init.immediate;
     this.writeData = init.writeData;
     this.solicitor = init.solicitor;
     this.maxDataOutLength = init.maxDataOutLength;

@@ -44,12 +44,11 @@ export interface TargetEntry {
   portals: string[];
   device: ScsiDevice;
   chap?: ChapCredentials;
-  /** Initiator names allowed to log in; undefined = everyone. Ignored when `acl` is set. */
-  allowedInitiators?: string[];
   /**
    * Per-initiator admission (ACL entries, composer: src/access.ts): who may
    * log in and with which CHAP credentials (an entry's own, else `chap`).
    * Read at every login and SendTargets, so a reload applies at once.
+   * Without it every initiator may log in.
    */
   acl?: TargetAcl;
 }
