@@ -83,6 +83,9 @@ export class FileStore implements BackingStore {
   /** Lane writes not yet settled; close() waits for them (the worker writes to our fd number). */
   private laneWrites = 0;
   private laneDrained: (() => void) | null = null;
+  /** Copies reading or writing this file's fd; close() waits for them too (their calls run on other threads). */
+  private copies = 0;
+  private copiesDrained: (() => void) | null = null;
 
   private constructor(
     private readonly fh: FileHandle,
@@ -276,15 +279,23 @@ export class FileStore implements BackingStore {
     if (dst.readOnly) throw Object.assign(new Error(`copy destination is read-only`), { code: 'EROFS' });
     const target = dst instanceof FileStore ? dst.file : dst;
     if (dst instanceof FileStore && dst.closed) throw Object.assign(new Error(`${dst.path} is closed`), { code: 'EBADF' });
-    const r = await copyFileRange(this.copyLibc, this.file, target, srcOffset, dstOffset, length, options);
-    this.onCopied?.(r);
-    return r;
+    const ends = dst instanceof FileStore && dst !== this ? [this, dst] : [this];
+    for (const s of ends) s.copies++;
+    try {
+      const r = await copyFileRange(this.copyLibc, this.file, target, srcOffset, dstOffset, length, options);
+      this.onCopied?.(r);
+      return r;
+    } finally {
+      for (const s of ends) if (--s.copies === 0) s.copiesDrained?.();
+    }
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     if (this.laneWrites > 0) await new Promise<void>((resolve) => (this.laneDrained = resolve));
+    // A copy's last call may still be running on the copy lane with our fd number: never close under it.
+    if (this.copies > 0) await new Promise<void>((resolve) => (this.copiesDrained = resolve));
     try {
       await this.flush();
     } finally {

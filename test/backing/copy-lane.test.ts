@@ -137,6 +137,23 @@ d('copy lane', () => {
     }
   });
 
+  it('closing a store waits for the copies that use its fd (their calls run on other threads)', async () => {
+    const data = randomFillSync(Buffer.allocUnsafe(32 * MiB));
+    writeFileSync(join(dir, 'g.img'), data);
+    const src = await FileStore.open({ path: join(dir, 'g.img') });
+    const dst = await FileStore.open({ path: join(dir, 'h.img'), sizeBytes: 32 * MiB });
+    let copied = false;
+    const copy = src.copyRange(dst, 0, 0, 32 * MiB, { chunkBytes: MiB }).then((r) => {
+      copied = true;
+      return r;
+    });
+    await dst.close();
+    expect(copied).toBe(true);
+    expect(await copy).toMatchObject({ bytes: 32 * MiB, offloaded: 32 * MiB, buffered: 0 });
+    await src.close();
+    expect(readFileSync(join(dir, 'h.img')).equals(data)).toBe(true);
+  });
+
   it('a lane whose workers die hands their calls to koffi\'s async path: every call still answers', async () => {
     const lane = new CopyLane({ threads: 2, nice: 0, fallback: libc! });
     const lc = laneLibC(libc!, lane);
