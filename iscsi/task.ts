@@ -23,7 +23,13 @@ export interface DataSolicitor {
 }
 
 /** A SCSI Command PDU, decoded (the connection copies what must outlive the receive buffer). */
-export interface IscsiTaskInit {
+export type IscsiTaskInit = Pick<
+  IscsiTask,
+  'itt' | 'lun' | 'lunField' | 'cdb' | 'nexus' | 'expectedDataTransferLength' | 'attribute' | 'isWrite' | 'isRead' |
+  'writeData' | 'maxDataOutLength'
+> & { readonly solicitor: DataSolicitor };
+
+export class IscsiTask implements ScsiTask {
   readonly itt: number;
   readonly lun: number;
   /** The raw 8-byte LUN field, copied. */
@@ -34,25 +40,12 @@ export interface IscsiTaskInit {
   readonly attribute: number;
   readonly isWrite: boolean;
   readonly isRead: boolean;
-  /** The write data's sequencer; null for a command without Data-Out (no W bit, or EDTL 0). */
-  readonly writeData: DataOutSequencer | null;
-  readonly solicitor: DataSolicitor;
   /** ScsiTask.maxDataOutLength: the core refuses a command that asks for more (limits.maxWriteBuffer). */
   readonly maxDataOutLength: number;
-}
-
-export class IscsiTask implements ScsiTask {
-  readonly itt: number;
-  readonly lun: number;
-  readonly lunField: Buffer;
-  readonly cdb: Buffer;
-  readonly nexus: ItNexus;
-  readonly expectedDataTransferLength: number;
-  readonly attribute: number;
-  readonly isWrite: boolean;
-  readonly isRead: boolean;
-  readonly maxDataOutLength: number;
-  /** Null once the task has ended (its buffer and R2Ts released). */
+  /**
+   * The write data's sequencer; null for a command without Data-Out (no W
+   * bit, or EDTL 0), and once the task has ended (buffer and R2Ts released).
+   */
   writeData: DataOutSequencer | null;
   /**
    * Made on first use of `signal` (copies and long commands ask for it; a 4 KiB
