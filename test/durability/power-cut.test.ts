@@ -25,7 +25,7 @@
  *    identity.json already names every LUN (so nothing else fsyncs the directory).
  *
  * XCOPYD_POWERCUT_SEED replays a run (the seed is printed), XCOPYD_POWERCUT_ROUNDS
- * (default 3) sets the number of cuts. Needs root, /dev/fuse and python3-fusepy:
+ * (default 2) sets the number of cuts. Needs root, /dev/fuse and python3-fusepy:
  * a loud skip without them, a failure under CI=true.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -43,7 +43,7 @@ import { expectGood, parseRrti, populateTokenCdb, ptParams, readBlocks, rrtiCdb,
 const PYTHON = '/usr/bin/python3';
 const LAZYFS = path.join(__dirname, 'lazyfs.py');
 const seed = Number(process.env.XCOPYD_POWERCUT_SEED ?? crypto.randomInt(2 ** 31));
-const ROUNDS = Number(process.env.XCOPYD_POWERCUT_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.XCOPYD_POWERCUT_ROUNDS ?? 2);
 const BS = 512;
 const ISID = Buffer.from([0x80, 0x13, 0x05, 0x17, 0x00, 0x01]); // the same I_T nexus after every restart
 const INITIATOR = 'iqn.2026-11.org.example:power-cut';
