@@ -14,7 +14,6 @@
  * and the authenticated user name.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { z } from 'zod';
 import { isSecurityKey } from './login-keys';
 import { LOGIN_STATUS, type LoginError, type LoginStatus } from './login-status';
 import { encodeHexValue, parseBinaryValue, parseBoundedNumber, parseListValue, type TextPair } from './text';
@@ -268,66 +267,3 @@ export function validateChapSecret(secret: string): string | undefined {
   if (/[\u0000-\u001f\u007f]/.test(secret)) return 'CHAP secret must not contain control characters';
   return undefined;
 }
-
-const chapSecretSchema = z.string().superRefine((s, ctx) => {
-  const problem = validateChapSecret(s);
-  if (problem) ctx.addIssue({ code: 'custom', message: problem });
-});
-
-const chapNameSchema = z
-  .string()
-  .min(1)
-  .refine((s) => Buffer.byteLength(s) <= 255 && !s.includes('\0'), 'at most 255 bytes, no NUL');
-
-/** Declarative CHAP configuration: initiator accounts and optional target credentials. */
-export const chapConfigSchema = z
-  .object({
-    users: z.array(z.object({ name: chapNameSchema, secret: chapSecretSchema })).min(1),
-    mutual: z.object({ name: chapNameSchema, secret: chapSecretSchema }).optional(),
-  })
-  .superRefine((cfg, ctx) => {
-    const names = new Set<string>();
-    cfg.users.forEach((u, i) => {
-      if (names.has(u.name)) ctx.addIssue({ code: 'custom', path: ['users', i, 'name'], message: 'duplicate CHAP user' });
-      names.add(u.name);
-      if (cfg.mutual && u.secret === cfg.mutual.secret) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['users', i, 'secret'],
-          message: 'initiator and target (mutual) CHAP secrets must differ',
-        });
-      }
-    });
-  });
-
-export type ChapConfig = z.infer<typeof chapConfigSchema>;
-
-export type ChapConfigResult =
-  | { ok: true; config: Readonly<ChapConfig> }
-  | { ok: false; errors: Array<{ path: string; message: string }> };
-
-/** Validate a CHAP configuration; errors carry the path of the bad key, never a secret. */
-export function validateChapConfig(input: unknown): ChapConfigResult {
-  const r = chapConfigSchema.safeParse(input);
-  if (!r.success) {
-    return { ok: false, errors: r.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })) };
-  }
-  const users = Object.freeze(r.data.users.map((u) => Object.freeze({ ...u })));
-  const mutual = r.data.mutual ? Object.freeze({ ...r.data.mutual }) : undefined;
-  return { ok: true, config: Object.freeze(mutual ? { users, mutual } : { users }) as Readonly<ChapConfig> };
-}
-
-/** Options for createChapAuthenticator from a validated configuration. */
-export function chapOptionsFromConfig(config: Readonly<ChapConfig>): Pick<ChapAuthenticatorOptions, 'users' | 'mutual'> {
-  const byName = new Map(config.users.map((u) => [u.name, u.secret]));
-  return { users: (name) => byName.get(name), mutual: config.mutual };
-}
-
-/** pino `redact` paths that keep CHAP secrets out of logs. */
-export const CHAP_REDACT_PATHS: readonly string[] = [
-  'secret',
-  '*.secret',
-  '*.*.secret',
-  '*.*.*.secret',
-  'chap.users[*].secret',
-];
