@@ -13,10 +13,10 @@
  */
 import path from 'node:path';
 import type { TestDaemon } from '../support/daemon';
-import { naaOf, readFileAt, writeFileAt } from '../support/host-xcopy';
+import { fastPattern, naaOf, readFileAt, writeFileAt } from '../support/host-xcopy';
 import { pipelined } from '../support/pipelined';
 import { b2b, e4, lid1, lid4, xcopyCdb } from '../scsi/copy/helpers';
-import { BS, odxDaemon, pattern, type TestInitiator, session } from './odx';
+import { BS, odxDaemon, type TestInitiator, session } from './odx';
 
 const MiB = 1024 * 1024;
 const COPY_BLOCKS = (16 * MiB) / BS;
@@ -47,7 +47,7 @@ describe("QEMU's list identifier: ID 1, LIST ID USAGE 10b, copies overlapping on
     ['LID1 (as QEMU sends it)', 0 as const],
     ['LID4', 1 as const],
   ])(`%s: ${IN_FLIGHT} copies of 16 MiB with list ID 1 in flight at once, ${ROUNDS} rounds: none refused, bytes right`, async (_label, sa) => {
-    const source = pattern(IN_FLIGHT * COPY_BLOCKS * BS, 40 + sa);
+    const source = fastPattern(IN_FLIGHT * COPY_BLOCKS * BS, 40 + sa);
     writeFileAt(lunFile(0), 0, source);
     const refused: string[] = [];
     for (let round = 0; round < ROUNDS; round++) {
