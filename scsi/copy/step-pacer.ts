@@ -18,7 +18,12 @@ const GROWTH = 4;
 const SHARE_OF_TIME_LEFT = 0.5;
 
 export class StepPacer {
-  /** Measured bytes per millisecond (conservative: drops at once, rises halfway). */
+  /**
+   * The slowest throughput measured so far, bytes per millisecond: a fast step
+   * may have come from the page cache or a throttle's burst allowance (blkio
+   * throttling lets a burst through, then holds the rate), a slow one is what
+   * the storage can be held to.
+   */
   private rate: number | undefined;
   /** The largest step so far (growth is relative to it). */
   private largest = 0;
@@ -52,7 +57,7 @@ export class StepPacer {
   done(bytes: number, ms: number): void {
     this.largest = Math.max(this.largest, bytes);
     const r = bytes / Math.max(ms, 0.5);
-    this.rate = this.rate === undefined ? r : Math.min(r, (this.rate + r) / 2);
+    this.rate = this.rate === undefined ? r : Math.min(this.rate, r);
   }
 
   /** Run one step of `bytes` with `step`, measured. */
