@@ -1,35 +1,52 @@
 /**
- * Benchmark (not a test): xcopyd against Debian's tgtd, same client, same run.
+ * Benchmark (not a test): xcopyd against Debian's tgtd, same client, same run (issue 12).
  *
  *   npm run bench [-- --repeat N] [--scale F] [--only xcopyd|tgt]
+ *                    [--only-section writes|reads|copy[,...]] [--copy-count N]
  *
  * Client: `qemu-img bench` (QEMU's iSCSI driver, libiscsi) on iscsi://127.0.0.1 URLs.
- * Metrics, each read and write:
- *   - 4 KiB "random" at queue depth 16, in commands/s. qemu-img bench only walks with a fixed
- *     step, so the step is 104729 blocks of 4 KiB (a prime, coprime with the LUN's block
- *     count): each request lands ~400 MiB from the previous one, modulo the LUN size.
- *   - 1 MiB sequential at queue depth 16, in MB/s (10^6 bytes/s).
+ * Sections:
+ *   writes: 4 KiB sequential and "random" writes at queue depth 1, 16 and 32 (commands/s),
+ *     1 MiB sequential writes at queue depth 8 and 16 (MB/s, 10^6 bytes/s).
+ *   reads: 4 KiB random read at QD16 (commands/s), 1 MiB sequential read at QD16 (MB/s).
+ *   copy (xcopyd only; tgtd has no EXTENDED COPY): 1 GiB `qemu-img convert -C -n -m 1` vs a
+ *     raw copy_file_range of the same files vs a host copy (`qemu-img convert -n` over
+ *     iscsi://), and the per-command cost of EXTENDED COPY and PT+RRTI+WUT of 64 KiB, 2 MiB and
+ *     64 MiB over the kernel's own copy_file_range of the same size (test/bench/copy-section.ts).
+ * "Random": qemu-img bench only walks with a fixed step, so the step is 104729 blocks of
+ * 4 KiB (a prime, coprime with the LUN's block count): each request lands ~400 MiB from the
+ * previous one, modulo the LUN size.
  * Order: a warm-up pass writes each whole LUN once (so reads hit allocated blocks on both
- * targets); then for each metric the two targets alternate, repeated N times; the median is
- * reported with the ratio xcopyd/tgtd. Every qemu-img run has a hard time limit.
+ * targets, and the copy section copies allocated data); then for each metric the two targets
+ * alternate (order swapped every other round), repeated N times; `sync` runs before each
+ * run, outside the timing; the median is reported with the ratio xcopyd/tgtd and the median
+ * 1-minute load average. Every qemu-img run has a hard time limit (RUN_TIMEOUT_MS). At the
+ * end one markdown table (for a closing note) and results.json in the run directory.
+ * Default run: about 5-10 min on a quiet 2-core machine; --scale 0.1 for a quick look.
  */
 import * as fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { loadavg } from 'node:os';
 import * as path from 'node:path';
 import { makeRunDir, requireTarget, requireTools, run, startTarget, type Target, type TargetKind } from '../interop/harness';
+import { copyWhole, median, perCommand, sizeText, type CopyRow, type OverheadRow } from './copy-section';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const GiB = 1024 * MiB;
-const DEPTH = 16;
 const STRIDE_4K = 104_729 * 4096;
-const RUN_TIMEOUT_MS = 180_000;
+const RUN_TIMEOUT_MS = 120_000;
+type Section = 'writes' | 'reads' | 'copy';
+const SECTIONS: Section[] = ['writes', 'reads', 'copy'];
 
 interface Metric {
   key: string;
   label: string;
   unit: string;
+  section: Section;
   write: boolean;
   size: number;
+  depth: number;
   step?: number;
   count: number;
 }
@@ -42,22 +59,43 @@ function parseArgs(argv: string[]) {
   const repeat = Math.max(1, Math.min(20, Number(get('--repeat') ?? 3)));
   const scale = Math.max(0.01, Math.min(10, Number(get('--scale') ?? 1)));
   const only = get('--only') as TargetKind | undefined;
-  return { repeat, scale, only };
+  const sectionArg = get('--only-section');
+  const sections = sectionArg ? (sectionArg.split(',') as Section[]) : SECTIONS;
+  for (const x of sections) if (!SECTIONS.includes(x)) throw new Error(`--only-section: ${x}? (writes, reads, copy)`);
+  const copyCount = Math.max(3, Math.min(2000, Number(get('--copy-count') ?? 100)));
+  return { repeat, scale, only, sections, copyCount };
 }
 
 function metrics(scale: number): Metric[] {
-  const n4k = Math.round(100_000 * scale);
-  const n1m = Math.round(2048 * scale);
+  // Counts sized so that each run takes a few seconds on a quiet 2-core machine.
+  const n = (x: number) => Math.max(16, Math.round(x * scale));
+  const m4k = (kind: 'seq' | 'rand', depth: number, write: boolean, count: number): Metric => ({
+    key: `${kind}4k-${write ? 'write' : 'read'}-qd${depth}`,
+    label: `4 KiB ${kind === 'seq' ? 'sequential' : 'random'} ${write ? 'write' : 'read'}, QD${depth}`,
+    unit: 'cmd/s', section: write ? 'writes' : 'reads', write, size: 4 * KiB, depth,
+    ...(kind === 'rand' ? { step: STRIDE_4K } : {}), count: n(count),
+  });
+  const m1m = (depth: number, write: boolean): Metric => ({
+    key: `seq1m-${write ? 'write' : 'read'}-qd${depth}`,
+    label: `1 MiB sequential ${write ? 'write' : 'read'}, QD${depth}`,
+    unit: 'MB/s', section: write ? 'writes' : 'reads', write, size: MiB, depth, count: n(2048),
+  });
   return [
-    { key: 'rand4k-read', label: '4 KiB random read, QD16', unit: 'cmd/s', write: false, size: 4 * KiB, step: STRIDE_4K, count: n4k },
-    { key: 'rand4k-write', label: '4 KiB random write, QD16', unit: 'cmd/s', write: true, size: 4 * KiB, step: STRIDE_4K, count: n4k },
-    { key: 'seq1m-read', label: '1 MiB sequential read, QD16', unit: 'MB/s', write: false, size: MiB, count: n1m },
-    { key: 'seq1m-write', label: '1 MiB sequential write, QD16', unit: 'MB/s', write: true, size: MiB, count: n1m },
+    m4k('seq', 1, true, 20_000),
+    m4k('seq', 16, true, 100_000),
+    m4k('seq', 32, true, 100_000),
+    m4k('rand', 1, true, 20_000),
+    m4k('rand', 16, true, 100_000),
+    m4k('rand', 32, true, 100_000),
+    m1m(8, true),
+    m1m(16, true),
+    m4k('rand', 16, false, 100_000),
+    m1m(16, false),
   ];
 }
 
-function benchArgs(m: { write: boolean; size: number; step?: number; count: number }, url: string): string[] {
-  const a = ['bench', '-f', 'raw', '-t', 'none', '-c', String(m.count), '-d', String(DEPTH), '-s', String(m.size)];
+function benchArgs(m: { write: boolean; size: number; depth: number; step?: number; count: number }, url: string): string[] {
+  const a = ['bench', '-f', 'raw', '-t', 'none', '-c', String(m.count), '-d', String(m.depth), '-s', String(m.size)];
   if (m.step) a.push('-S', String(m.step));
   if (m.write) a.push('-w', '--pattern=165');
   a.push(url);
@@ -67,26 +105,22 @@ function benchArgs(m: { write: boolean; size: number; step?: number; count: numb
 interface Sample {
   value: number; // in the metric's unit; NaN if the run failed
   seconds: number;
+  load?: number; // 1-minute load average when the run started
   error?: string;
 }
 
 async function bench(t: Target, m: Metric, logFile: string): Promise<Sample> {
+  execFileSync('sync', [], { stdio: 'ignore', timeout: 120_000 });
+  const load = loadavg()[0];
   const r = await run('qemu-img', benchArgs(m, t.url(t.dataLuns[0])), { timeoutMs: RUN_TIMEOUT_MS, logFile });
   const s = /Run completed in ([\d.]+) seconds/.exec(r.stdout);
   if (r.code !== 0 || !s) {
     const why = r.timedOut ? `timed out after ${RUN_TIMEOUT_MS / 1000} s` : `exit ${r.code}: ${(r.stderr || r.stdout).trim().split('\n').pop()}`;
-    return { value: NaN, seconds: NaN, error: why };
+    return { value: NaN, seconds: NaN, load, error: why };
   }
   const seconds = Number(s[1]);
   const value = m.unit === 'MB/s' ? (m.count * m.size) / seconds / 1e6 : m.count / seconds;
-  return { value, seconds };
-}
-
-function median(xs: number[]): number {
-  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return NaN;
-  const mid = v.length >> 1;
-  return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+  return { value, seconds, load };
 }
 
 function fmt(x: number, unit: string): string {
@@ -94,39 +128,71 @@ function fmt(x: number, unit: string): string {
   return unit === 'MB/s' ? x.toFixed(0) : Math.round(x).toLocaleString('en-US');
 }
 
+function ratioText(r: number | undefined): string {
+  return r !== undefined && Number.isFinite(r) ? `${r.toFixed(2)}x` : 'n/a';
+}
+
 async function main(): Promise<number> {
-  const { repeat, scale, only } = parseArgs(process.argv.slice(2));
-  const kinds: TargetKind[] = only ? [only] : ['xcopyd', 'tgt'];
+  const { repeat, scale, only, sections, copyCount } = parseArgs(process.argv.slice(2));
+  const wantCopy = sections.includes('copy') && only !== 'tgt';
+  const ms = metrics(scale).filter((m) => sections.includes(m.section));
+  const kinds: TargetKind[] = only ? [only] : ms.length ? ['xcopyd', 'tgt'] : ['xcopyd'];
   if (!requireTools([['qemu-img', 'qemu-utils']])) return 1;
   for (const k of kinds) if (!requireTarget(k)) return 1;
 
   const runDir = makeRunDir('bench');
   const logFile = path.join(runDir, 'qemu-img-bench.log');
-  const ms = metrics(scale);
   const targets = new Map<TargetKind, Target>();
   const samples = new Map<string, Sample[]>(); // `${kind}/${metric}`
+  let copyRows: CopyRow[] = [];
+  let overheadRows: OverheadRow[] = [];
+  const extraErrors: string[] = [];
+  const started = Date.now();
   try {
     for (const k of kinds) targets.set(k, await startTarget({ name: 'bench', lunSize: GiB }, k));
     console.log(
-      `qemu-img bench on iscsi://127.0.0.1, ${GiB / GiB} GiB LUN, depth ${DEPTH}, median of ${repeat}` +
-        ` (logs: ${runDir})`,
+      `qemu-img bench on iscsi://127.0.0.1, 1 GiB LUN, median of ${repeat}, sections ${sections.join(',')}` +
+        ` (logs: ${runDir}; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')})`,
     );
     for (const [k, t] of targets) {
       process.stdout.write(`warm-up: writing the whole LUN on ${k} ... `);
-      const w = await bench(t, { key: 'fill', label: 'fill', unit: 'MB/s', write: true, size: MiB, count: GiB / MiB }, logFile);
+      const w = await bench(t, { key: 'fill', label: 'fill', unit: 'MB/s', section: 'writes', write: true, size: MiB, depth: 16, count: GiB / MiB }, logFile);
       console.log(w.error ? `FAILED (${w.error})` : `${w.value.toFixed(0)} MB/s`);
     }
     for (const m of ms) {
       for (let i = 0; i < repeat; i++) {
-        for (const [k, t] of targets) {
+        const order = i % 2 ? [...targets].reverse() : [...targets];
+        for (const [k, t] of order) {
+          const key = `${k}/${m.key}`;
           if (!t.alive()) {
-            samples.set(`${k}/${m.key}`, [...(samples.get(`${k}/${m.key}`) ?? []), { value: NaN, seconds: NaN, error: 'target died' }]);
+            samples.set(key, [...(samples.get(key) ?? []), { value: NaN, seconds: NaN, error: 'target died' }]);
             continue;
           }
           const s = await bench(t, m, logFile);
-          samples.set(`${k}/${m.key}`, [...(samples.get(`${k}/${m.key}`) ?? []), s]);
-          process.stdout.write(`  ${m.key} #${i + 1} ${k}: ${s.error ?? `${fmt(s.value, m.unit)} ${m.unit}`}\n`);
+          samples.set(key, [...(samples.get(key) ?? []), s]);
+          process.stdout.write(`  ${m.key} #${i + 1} ${k}: ${s.error ?? `${fmt(s.value, m.unit)} ${m.unit}`} (load ${s.load?.toFixed(1)})\n`);
         }
+      }
+    }
+    const x = targets.get('xcopyd');
+    if (wantCopy && x) {
+      // The copy section alone on the machine: tgtd is idle but stopped anyway.
+      const tg = targets.get('tgt');
+      if (tg) {
+        await tg.stop();
+        targets.delete('tgt');
+      }
+      console.log('copy: 1 GiB LUN 0 -> LUN 1');
+      try {
+        copyRows = await copyWhole(x, repeat, logFile);
+      } catch (e) {
+        extraErrors.push(`copy: ${(e as Error).message}`);
+      }
+      console.log(`copy: per command (up to ${copyCount} commands per size and kind)`);
+      try {
+        overheadRows = await perCommand(x, { count: copyCount });
+      } catch (e) {
+        extraErrors.push(`per-command: ${(e as Error).message}`);
       }
     }
   } finally {
@@ -134,25 +200,43 @@ async function main(): Promise<number> {
   }
 
   const rows = ms.map((m) => {
-    const med = (k: TargetKind) => median((samples.get(`${k}/${m.key}`) ?? []).map((s) => s.value));
-    const x = med('xcopyd');
-    const g = med('tgt');
-    return { metric: m.key, label: `${m.label} (${m.unit})`, xcopyd: x, tgtd: g, ratio: x / g, unit: m.unit };
+    const ss = (k: TargetKind) => samples.get(`${k}/${m.key}`) ?? [];
+    const x = median(ss('xcopyd').map((s) => s.value));
+    const g = median(ss('tgt').map((s) => s.value));
+    const load = median([...ss('xcopyd'), ...ss('tgt')].map((s) => s.load ?? NaN));
+    return { metric: m.key, label: `${m.label} (${m.unit})`, xcopyd: x, tgtd: g, ratio: x / g, unit: m.unit, load };
   });
-  const w = Math.max(...rows.map((r) => r.label.length));
-  console.log('');
-  console.log(`${'metric'.padEnd(w)}  ${'xcopyd'.padStart(10)}  ${'tgtd'.padStart(10)}  ${'xcopyd/tgtd'.padStart(11)}`);
-  for (const r of rows) {
-    const ratio = Number.isFinite(r.ratio) ? `${r.ratio.toFixed(2)}x` : 'n/a';
-    console.log(`${r.label.padEnd(w)}  ${fmt(r.xcopyd, r.unit).padStart(10)}  ${fmt(r.tgtd, r.unit).padStart(10)}  ${ratio.padStart(11)}`);
+  const minutes = (Date.now() - started) / 60_000;
+  const md: string[] = [];
+  md.push(`Benchmark (\`npm run bench\`, test/bench/run.ts), ${new Date().toISOString().slice(0, 16)}Z, ` +
+    `median of ${repeat}, scale ${scale}, ${minutes.toFixed(1)} min; load = median 1-min load average at the runs' start.`);
+  if (rows.length) {
+    md.push('', '| pattern (qemu-img bench) | xcopyd | tgtd | xcopyd/tgtd | load |', '|---|---:|---:|---:|---:|');
+    for (const r of rows) md.push(`| ${r.label} | ${fmt(r.xcopyd, r.unit)} | ${fmt(r.tgtd, r.unit)} | ${ratioText(r.ratio)} | ${r.load.toFixed(1)} |`);
   }
-  const errors = [...samples.entries()].flatMap(([k, ss]) => ss.filter((s) => s.error).map((s) => `${k}: ${s.error}`));
+  if (copyRows.length) {
+    md.push('', '| 1 GiB copy, LUN 0 -> LUN 1 (xcopyd) | ms | vs raw copy_file_range (64 MiB calls) | load |', '|---|---:|---:|---:|');
+    for (const r of copyRows) md.push(`| ${r.label} | ${Number.isFinite(r.ms) ? r.ms.toFixed(0) : 'n/a'} | ${r.ratio === undefined ? '1.00x' : ratioText(r.ratio)} | ${r.load.toFixed(1)} |`);
+  }
+  if (overheadRows.length) {
+    md.push('', '| one copy command (xcopyd, TS initiator) | size | n | command us | kernel copy_file_range us | overhead us | load |',
+      '|---|---:|---:|---:|---:|---:|---:|');
+    for (const r of overheadRows) {
+      md.push(`| ${r.kind} | ${sizeText(r.size)} | ${r.n} | ${r.cmdUs.toFixed(0)} | ${r.kernelUs.toFixed(0)} | ${r.overheadUs.toFixed(0)} | ${r.load.toFixed(1)} |`);
+    }
+  }
+  console.log('\n' + md.join('\n'));
+  const errors = [
+    ...[...samples.entries()].flatMap(([k, ss]) => ss.filter((s) => s.error).map((s) => `${k}: ${s.error}`)),
+    ...extraErrors,
+  ];
   if (errors.length) console.log(`\nerrors:\n  ${errors.join('\n  ')}`);
   const resultFile = path.join(runDir, 'results.json');
   fs.writeFileSync(
     resultFile,
-    JSON.stringify({ date: new Date().toISOString(), depth: DEPTH, repeat, scale, rows, samples: Object.fromEntries(samples) }, null, 2),
+    JSON.stringify({ date: new Date().toISOString(), repeat, scale, sections, rows, copyRows, overheadRows, samples: Object.fromEntries(samples) }, null, 2),
   );
+  fs.writeFileSync(path.join(runDir, 'results.md'), md.join('\n') + '\n');
   console.log(`\nresults: ${resultFile}`);
   return errors.length ? 1 : 0;
 }
