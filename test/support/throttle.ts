@@ -130,9 +130,18 @@ function readOr(file: string, fallback = ''): string {
 /** Which throttle this host offers, or why none (for a loud skip). */
 export function throttleSupport(): { kind: IoThrottle['kind'] } | { missing: string } {
   if (process.getuid?.() !== 0) return { missing: 'root (cgroups, loop devices, mount)' };
-  if (readOr(path.join(V2_ROOT, 'cgroup.controllers')).split(/\s+/).includes('io')) return { kind: 'cgroup2 io.max' };
-  if (fs.existsSync(path.join(V1_BLKIO, 'blkio.throttle.read_bps_device'))) return { kind: 'cgroup1 blkio.throttle' };
-  return { missing: 'a cgroup v2 io controller or a cgroup v1 blkio hierarchy with throttling' };
+  // A container often mounts the hierarchy read-only: then no group can be made.
+  const writable = (dir: string) => {
+    try {
+      fs.accessSync(dir, fs.constants.W_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (readOr(path.join(V2_ROOT, 'cgroup.controllers')).split(/\s+/).includes('io') && writable(V2_ROOT)) return { kind: 'cgroup2 io.max' };
+  if (fs.existsSync(path.join(V1_BLKIO, 'blkio.throttle.read_bps_device')) && writable(V1_BLKIO)) return { kind: 'cgroup1 blkio.throttle' };
+  return { missing: 'a writable cgroup v2 io controller or cgroup v1 blkio hierarchy with throttling' };
 }
 
 /** A cgroup limiting reads and writes on device `majMin` to `bytesPerSecond`. */
