@@ -22,7 +22,7 @@ import type { LogicalUnit, WriteGuard } from '../logical-unit';
 import { SenseError } from '../sense';
 import { CopyIoError, moveData } from './mover';
 import { StepPacer } from './step-pacer';
-import { INVALIDATION_SENSE, type InFlight, type Invalidation, type MappedPiece, type RodToken, type SideFile, type SideFileFactory } from './token-record';
+import { INVALIDATION_SENSE, SIDE_FILE_ALIGNMENT, type InFlight, type Invalidation, type MappedPiece, type RodToken, type SideFile, type SideFileFactory } from './token-record';
 
 /** The largest step of taking a token's image (a clone is metadata: bigger than a copy step). */
 const IMAGE_STEP_BYTES = 256 * 1024 * 1024;
@@ -67,7 +67,11 @@ export class PointInTime {
           token.mode = 'cow';
           return;
         }
-        const n = Math.min(want, p.bytes - done);
+        let n = Math.min(want, p.bytes - done);
+        // End a step that stops inside the range on a source offset aligned to the clone unit (the
+        // side file is congruent to it): a step edge inside a block would copy that block, not clone it.
+        const edge = Math.floor((p.src + done + n) / SIDE_FILE_ALIGNMENT) * SIDE_FILE_ALIGNMENT - p.src;
+        if (done + n < p.bytes && edge > done) n = edge - done;
         await pacer.step(n, () => copyBetween(token.lu.store, side.store, p.src + done, p.side + done, n, o.signal));
         token.saved.add(p.rod + done, p.rod + done + n);
         token.cloned.add(p.rod + done, p.rod + done + n);

@@ -12,6 +12,12 @@
 
 /** The first step of a copy with a deadline. */
 export const FIRST_STEP_BYTES = 1024 * 1024;
+/**
+ * Steps of at least this are multiples of it (a multiple of every block size
+ * and filesystem block), so step edges never split a block that a clone
+ * (FICLONERANGE) could otherwise have shared.
+ */
+export const STEP_GRANULE = 64 * 1024;
 /** A step may be this many times the previous one, at most. */
 const GROWTH = 4;
 /** A step is planned to take at most this share of the time left. */
@@ -50,7 +56,8 @@ export class StepPacer {
     if (left <= 0) return 0;
     let bytes = this.rate === undefined ? FIRST_STEP_BYTES : Math.min(this.rate * left * SHARE_OF_TIME_LEFT, this.largest * GROWTH);
     bytes = Math.min(this.maxBytes, bytes);
-    return Math.max(this.unit, Math.floor(bytes / this.unit) * this.unit);
+    const granule = bytes >= STEP_GRANULE ? STEP_GRANULE : this.unit;
+    return Math.max(this.unit, Math.floor(bytes / granule) * granule);
   }
 
   /** A step of `bytes` took `ms`. */
