@@ -183,6 +183,9 @@ export class RodTokenStore implements PointInTimeHost {
     try {
       for (const r of held) releases.push(await lu.writeLock.acquire(r.lba, BigInt(r.blocks)));
       if (mode === 'clone') await this.pit.takeImage(token, { signal: o.signal, deadline: o.deadline });
+      // The image may have ended as copy on write (no clones there, or the deadline): the record says so.
+      // It is not shared before state.create, so it is still ours to set.
+      (token.record as { pointInTime: TokenRecord['pointInTime'] }).pointInTime = token.mode;
       await this.state.create(token.record);
       this.live.set(token.key, token);
       this.pit.watch(token);

@@ -114,6 +114,7 @@ describe('a foreground POPULATE TOKEN ends by the deadline (issue 11 point 3)', 
     expect(t.saved.total).toBeGreaterThan(0);
     expect(t.saved.total).toBeLessThan(s.BYTES); // the image was not taken whole
     expect(t.mode).toBe('cow');
+    expect(t.record.pointInTime).toBe('cow'); // the shared record says how the token keeps its point in time
     // the source changes after the PT: the token still delivers the bytes of its point in time
     const ws = writeSame16Cdb(0, 0xffff);
     expect((await s.run(ws, 0, Buffer.alloc(BS, 0xee))).status).toBe(ScsiStatus.GOOD);
