@@ -2,7 +2,7 @@
  * Benchmark (not a test): xcopyd against Debian's tgtd, same client, same run (issue 12).
  *
  *   npm run bench [-- --repeat N] [--scale F] [--only xcopyd|tgt]
- *                    [--only-section writes|reads|copy[,...]] [--copy-count N]
+ *                    [--only-section writes|reads|copy[,...]] [--copy-count N] [--budget-min M]
  *
  * Client: `qemu-img bench` (QEMU's iSCSI driver, libiscsi) on iscsi://127.0.0.1 URLs.
  * Sections:
@@ -22,7 +22,9 @@
  * run, outside the timing; the median is reported with the ratio xcopyd/tgtd and the median
  * 1-minute load average. Every qemu-img run has a hard time limit (RUN_TIMEOUT_MS). At the
  * end one markdown table (for a closing note) and results.json in the run directory.
- * Default run: about 5-10 min on a quiet 2-core machine; --scale 0.1 for a quick look.
+ * Default run: about 5-10 min on a quiet 2-core machine (estimate); --scale 0.1 for a quick
+ * look. Bounded: past --budget-min (default 14) every remaining metric runs once instead of N
+ * times and the copy rounds once, so a loaded machine gets fewer samples, not hours.
  */
 import * as fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
@@ -63,7 +65,8 @@ function parseArgs(argv: string[]) {
   const sections = sectionArg ? (sectionArg.split(',') as Section[]) : SECTIONS;
   for (const x of sections) if (!SECTIONS.includes(x)) throw new Error(`--only-section: ${x}? (writes, reads, copy)`);
   const copyCount = Math.max(3, Math.min(2000, Number(get('--copy-count') ?? 100)));
-  return { repeat, scale, only, sections, copyCount };
+  const budgetMin = Math.max(1, Number(get('--budget-min') ?? 14));
+  return { repeat, scale, only, sections, copyCount, budgetMin };
 }
 
 function metrics(scale: number): Metric[] {
@@ -81,10 +84,10 @@ function metrics(scale: number): Metric[] {
     unit: 'MB/s', section: write ? 'writes' : 'reads', write, size: MiB, depth, count: n(2048),
   });
   return [
-    m4k('seq', 1, true, 20_000),
+    m4k('seq', 1, true, 10_000),
     m4k('seq', 16, true, 100_000),
     m4k('seq', 32, true, 100_000),
-    m4k('rand', 1, true, 20_000),
+    m4k('rand', 1, true, 10_000),
     m4k('rand', 16, true, 100_000),
     m4k('rand', 32, true, 100_000),
     m1m(8, true),
@@ -133,7 +136,7 @@ function ratioText(r: number | undefined): string {
 }
 
 async function main(): Promise<number> {
-  const { repeat, scale, only, sections, copyCount } = parseArgs(process.argv.slice(2));
+  const { repeat, scale, only, sections, copyCount, budgetMin } = parseArgs(process.argv.slice(2));
   const wantCopy = sections.includes('copy') && only !== 'tgt';
   const ms = metrics(scale).filter((m) => sections.includes(m.section));
   const kinds: TargetKind[] = only ? [only] : ms.length ? ['xcopyd', 'tgt'] : ['xcopyd'];
@@ -148,6 +151,7 @@ async function main(): Promise<number> {
   let overheadRows: OverheadRow[] = [];
   const extraErrors: string[] = [];
   const started = Date.now();
+  let budgetNoted = false;
   try {
     for (const k of kinds) targets.set(k, await startTarget({ name: 'bench', lunSize: GiB }, k));
     console.log(
@@ -159,8 +163,15 @@ async function main(): Promise<number> {
       const w = await bench(t, { key: 'fill', label: 'fill', unit: 'MB/s', section: 'writes', write: true, size: MiB, depth: 16, count: GiB / MiB }, logFile);
       console.log(w.error ? `FAILED (${w.error})` : `${w.value.toFixed(0)} MB/s`);
     }
+    // The time budget: past it, each remaining metric runs once (and the copy rounds once).
+    const overBudget = () => Date.now() - started > budgetMin * 60_000;
     for (const m of ms) {
       for (let i = 0; i < repeat; i++) {
+        if (i > 0 && overBudget()) {
+          if (!budgetNoted) console.log(`  (past the ${budgetMin} min budget: one run per remaining metric)`);
+          budgetNoted = true;
+          break;
+        }
         const order = i % 2 ? [...targets].reverse() : [...targets];
         for (const [k, t] of order) {
           const key = `${k}/${m.key}`;
@@ -184,7 +195,7 @@ async function main(): Promise<number> {
       }
       console.log('copy: 1 GiB LUN 0 -> LUN 1');
       try {
-        copyRows = await copyWhole(x, repeat, logFile);
+        copyRows = await copyWhole(x, overBudget() ? 1 : repeat, logFile);
       } catch (e) {
         extraErrors.push(`copy: ${(e as Error).message}`);
       }
@@ -204,15 +215,16 @@ async function main(): Promise<number> {
     const x = median(ss('xcopyd').map((s) => s.value));
     const g = median(ss('tgt').map((s) => s.value));
     const load = median([...ss('xcopyd'), ...ss('tgt')].map((s) => s.load ?? NaN));
-    return { metric: m.key, label: `${m.label} (${m.unit})`, xcopyd: x, tgtd: g, ratio: x / g, unit: m.unit, load };
+    const n = Math.min(...(['xcopyd', 'tgt'] as TargetKind[]).map((k) => ss(k).filter((s) => Number.isFinite(s.value)).length));
+    return { metric: m.key, label: `${m.label} (${m.unit})`, xcopyd: x, tgtd: g, ratio: x / g, unit: m.unit, load, n };
   });
   const minutes = (Date.now() - started) / 60_000;
   const md: string[] = [];
   md.push(`Benchmark (\`npm run bench\`, test/bench/run.ts), ${new Date().toISOString().slice(0, 16)}Z, ` +
     `median of ${repeat}, scale ${scale}, ${minutes.toFixed(1)} min; load = median 1-min load average at the runs' start.`);
   if (rows.length) {
-    md.push('', '| pattern (qemu-img bench) | xcopyd | tgtd | xcopyd/tgtd | load |', '|---|---:|---:|---:|---:|');
-    for (const r of rows) md.push(`| ${r.label} | ${fmt(r.xcopyd, r.unit)} | ${fmt(r.tgtd, r.unit)} | ${ratioText(r.ratio)} | ${r.load.toFixed(1)} |`);
+    md.push('', '| pattern (qemu-img bench) | xcopyd | tgtd | xcopyd/tgtd | runs | load |', '|---|---:|---:|---:|---:|---:|');
+    for (const r of rows) md.push(`| ${r.label} | ${fmt(r.xcopyd, r.unit)} | ${fmt(r.tgtd, r.unit)} | ${ratioText(r.ratio)} | ${r.n} | ${r.load.toFixed(1)} |`);
   }
   if (copyRows.length) {
     md.push('', '| 1 GiB copy, LUN 0 -> LUN 1 (xcopyd) | ms | vs raw copy_file_range (64 MiB calls) | load |', '|---|---:|---:|---:|');
