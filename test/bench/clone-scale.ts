@@ -14,7 +14,10 @@
  * The 16 GiB size needs the space really written: it is skipped (and said why) unless more
  * than 40 GiB are free under --dir.
  *
- *   npx ts-node --transpile-only test/bench/clone-scale.ts [--sizes 1,4,16] [--dir DIR]
+ * --fragment-mib N writes LUN 0 in N MiB pieces, each synced and followed by a small synced
+ * write to a filler file, so the source has ~size/N extents: the same size with more extents.
+ *
+ *   npx ts-node --transpile-only test/bench/clone-scale.ts [--sizes 1,4,16] [--dir DIR] [--fragment-mib N]
  */
 import { execFileSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
@@ -36,6 +39,8 @@ const opt = (name: string, d: string) => {
 };
 const DIR = opt('--dir', '/var/tmp');
 const SIZES = opt('--sizes', '1,4,16').split(',').map(Number);
+/** With N > 0: LUN 0 is written in N MiB pieces alternating with a filler file, each synced, so its extents are ~size/N. */
+const FRAGMENT_MIB = Number(opt('--fragment-mib', '0'));
 const CMD_TIMEOUT_MS = 300_000;
 const sh = (cmd: string, a: string[]) => execFileSync(cmd, a, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 }).trim();
 const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
@@ -62,16 +67,25 @@ async function naaOf(ini: TestInitiator, lun: number): Promise<Buffer> {
 
 function writeLun(file: string, size: number): void {
   const fd = fs.openSync(file, 'w');
+  const piece = FRAGMENT_MIB > 0 ? FRAGMENT_MIB * MiB : 0;
+  const filler = piece ? fs.openSync(`${file}.filler`, 'w') : -1;
   try {
-    const buf = Buffer.allocUnsafe(8 * MiB);
+    const buf = Buffer.allocUnsafe(piece ? Math.min(piece, 8 * MiB) : 8 * MiB);
     randomFillSync(buf);
     for (let off = 0; off < size; off += buf.length) {
-      buf.writeDoubleLE(off, 0); // every 8 MiB differs
+      buf.writeDoubleLE(off, 0); // every piece differs
       fs.writeSync(fd, buf, 0, buf.length, off);
+      if (piece && (off + buf.length) % piece === 0) {
+        // allocate this piece now, then put the filler's next piece right after it on disk
+        fs.fdatasyncSync(fd);
+        fs.writeSync(filler, buf, 0, Math.min(buf.length, 64 * 1024), off);
+        fs.fdatasyncSync(filler);
+      }
     }
     fs.fdatasyncSync(fd);
   } finally {
     fs.closeSync(fd);
+    if (filler >= 0) fs.closeSync(filler);
   }
 }
 
@@ -142,11 +156,12 @@ async function oneSize(gib: number): Promise<Row> {
     fs.truncateSync(img, 2 * size + 4 * GiB);
     loop = sh('losetup', ['-f', '--show', img]);
     sh('mkfs.xfs', ['-q', '-m', 'reflink=1', loop]);
-    sh('mount', [loop, mnt]);
+    // fragmenting: no speculative preallocation past EOF (it would keep the pieces contiguous)
+    sh('mount', FRAGMENT_MIB ? ['-o', 'allocsize=64k', loop, mnt] : [loop, mnt]);
     mounted = true;
     const w0 = nowMs();
     writeLun(path.join(mnt, 'lun0.img'), size);
-    console.log(`# ${gib} GiB: LUN 0 written in ${((nowMs() - w0) / 1000).toFixed(1)} s on ${loop}`);
+    console.log(`# ${gib} GiB${FRAGMENT_MIB ? ` (fragmented, ${FRAGMENT_MIB} MiB pieces)` : ''}: LUN 0 written in ${((nowMs() - w0) / 1000).toFixed(1)} s on ${loop}`);
     const yaml = [
       'targets:',
       '  - iqn: iqn.2026-11.org.xcopyd:default',
