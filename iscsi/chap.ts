@@ -253,17 +253,3 @@ export function createChapAuthenticator(options: ChapAuthenticatorOptions): Chap
     },
   };
 }
-
-// ---------------------------------------------------------------------------
-// Configuration
-
-/** An error message for a secret outside 12..16 characters, else undefined. Never echoes the secret. */
-export function validateChapSecret(secret: string): string | undefined {
-  const length = [...secret].length;
-  if (length < CHAP_SECRET_MIN_LENGTH || length > CHAP_SECRET_MAX_LENGTH) {
-    return `CHAP secret must be ${CHAP_SECRET_MIN_LENGTH}-${CHAP_SECRET_MAX_LENGTH} characters (got ${length})`;
-  }
-  // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(secret)) return 'CHAP secret must not contain control characters';
-  return undefined;
-}

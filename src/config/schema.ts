@@ -7,6 +7,7 @@
  */
 import path from 'node:path';
 import { z } from 'zod';
+import { CHAP_SECRET_MAX_LENGTH, CHAP_SECRET_MIN_LENGTH } from '../../iscsi/chap';
 import { iqnSchema } from './iscsi-names';
 
 const SIZE_UNITS: Record<string, number> = {
@@ -50,8 +51,8 @@ export const sizeSchema = z.union([z.number(), z.string()]).transform((v, ctx) =
 /** CHAP secrets: 12 to 16 characters (the Microsoft initiator insists). Messages never echo a secret. */
 export function chapSecretProblem(secret: string): string | undefined {
   const n = [...secret].length;
-  if (n < 12) return 'CHAP secret needs at least 12 characters';
-  if (n > 16) return 'CHAP secret may have at most 16 characters';
+  if (n < CHAP_SECRET_MIN_LENGTH) return `CHAP secret needs at least ${CHAP_SECRET_MIN_LENGTH} characters`;
+  if (n > CHAP_SECRET_MAX_LENGTH) return `CHAP secret may have at most ${CHAP_SECRET_MAX_LENGTH} characters`;
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(secret)) return 'CHAP secret must not contain control characters';
   return undefined;

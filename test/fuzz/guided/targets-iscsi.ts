@@ -251,7 +251,6 @@ function loginHarness(cfg: number): { negotiator: LoginNegotiator; out: LoginRun
       s.closed = true;
       registry.remove(s);
     },
-    senseForOversizedWrite: () => Buffer.alloc(0),
     connectionCount: () => 1,
     loginFailed() {},
   } as unknown as ServerContext;
