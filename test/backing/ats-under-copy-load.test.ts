@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startConfiguredDaemon, type ConfiguredDaemon } from '../support/daemon';
-import { runAtsLoad } from '../support/ats-load';
+import { fillSource, runAtsLoad } from '../support/ats-load';
 
 const MiB = 1024 * 1024;
 const IQN = 'iqn.2026-11.org.xcopyd:ats-load';
@@ -21,27 +21,14 @@ const SOURCE = 256 * MiB;
 const NAA_XSRC = '6001405000000000000000000000a801';
 const NAA_XDST = '6001405000000000000000000000a802';
 
-function fill(file: string, bytes: number, seed: number): void {
-  const buf = Buffer.alloc(MiB);
-  for (let i = 0; i < buf.length; i += 4) buf.writeUInt32LE((Math.imul(i + 1, 2654435761) ^ Math.imul(seed, 40503)) >>> 0, i);
-  const fd = fs.openSync(file, 'w', 0o600);
-  try {
-    for (let off = 0; off < bytes; off += MiB) {
-      buf.writeUInt32LE(off / MiB, 0);
-      fs.writeSync(fd, buf, 0, MiB, off);
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-}
 
 let dir: string;
 let d: ConfiguredDaemon;
 
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xcopyd-ats-load-'));
-  fill(path.join(dir, 'xsrc.img'), SOURCE, 1);
-  fill(path.join(dir, 'osrc.img'), SOURCE, 2);
+  fillSource(path.join(dir, 'xsrc.img'), SOURCE, 1);
+  fillSource(path.join(dir, 'osrc.img'), SOURCE, 2);
   const lun = (n: number, file: string, naa?: string) => ({ lun: n, path: path.join(dir, file), size: `${SOURCE}`, ...(naa ? { naa } : {}) });
   d = await startConfiguredDaemon(
     [{

@@ -29,7 +29,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { runAtsLoad, type AtsLoadResult, type AtsLoadTarget } from '../support/ats-load';
+import { fillSource, runAtsLoad, type AtsLoadResult, type AtsLoadTarget } from '../support/ats-load';
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..');
 const IQN = 'iqn.2026-11.org.xcopyd:ats-bench';
@@ -79,20 +79,6 @@ async function waitForPort(port: number, ms: number, alive: () => boolean): Prom
   return false;
 }
 
-/** Write `bytes` of non-zero data (a 1 MiB pattern, varied per MiB) to a new file. */
-function fill(file: string, bytes: number, seed: number): void {
-  const buf = Buffer.alloc(MiB);
-  for (let i = 0; i < buf.length; i += 4) buf.writeUInt32LE((Math.imul(i + 1, 2654435761) ^ Math.imul(seed, 40503)) >>> 0, i);
-  const fd = fs.openSync(file, 'w', 0o600);
-  try {
-    for (let off = 0; off < bytes; off += MiB) {
-      buf.writeUInt32LE(off / MiB, 0);
-      fs.writeSync(fd, buf, 0, MiB, off);
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-}
 
 interface Child {
   port: number;
@@ -162,8 +148,8 @@ async function main(): Promise<void> {
   try {
     console.log(`# ats-latency: ${SECONDS} s per phase, ${XCOPY_STREAMS} XCOPY streams x 16 MiB, ${WUT_STREAMS} WUT streams x 128 MiB, sources ${SOURCE_MIB} MiB`);
     console.log(`# UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? '(default)'} XCOPYD_COPY_THREADS=${process.env.XCOPYD_COPY_THREADS ?? '(default)'}`);
-    fill(path.join(dir, 'data', 'xsrc.img'), SOURCE_MIB * MiB, 1);
-    fill(path.join(dir, 'data', 'osrc.img'), SOURCE_MIB * MiB, 2);
+    fillSource(path.join(dir, 'data', 'xsrc.img'), SOURCE_MIB * MiB, 1);
+    fillSource(path.join(dir, 'data', 'osrc.img'), SOURCE_MIB * MiB, 2);
     d = await startDaemon(dir);
     const target: AtsLoadTarget = {
       port: d.port, iqn: IQN, blockSize: 512, atsLun: 0,

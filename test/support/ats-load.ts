@@ -12,9 +12,30 @@
  * test/backing/ats-under-copy-load.test.ts (a bound). Every loop stops at a
  * deadline; the caller bounds the count of streams.
  */
+import fs from 'node:fs';
 import { openSession, clearUnitAttentions, type TestInitiator } from './initiator';
 import { b2b, e4, lid1, xcopyCdb } from '../scsi/copy/helpers';
 import { populateTokenCdb, ptParams, rrtiCdb, parseRrti, writeUsingTokenCdb, wutParams } from '../odx/odx';
+
+/**
+ * Write `bytes` of non-zero data to a new file: a 1 MiB pattern from `seed`, its first word the
+ * MiB index. Copy sources are filled this way before the daemon starts, so copies move real
+ * extents instead of punching holes.
+ */
+export function fillSource(file: string, bytes: number, seed: number): void {
+  const MiB = 1024 * 1024;
+  const buf = Buffer.alloc(MiB);
+  for (let i = 0; i < buf.length; i += 4) buf.writeUInt32LE((Math.imul(i + 1, 2654435761) ^ Math.imul(seed, 40503)) >>> 0, i);
+  const fd = fs.openSync(file, 'w', 0o600);
+  try {
+    for (let off = 0; off < bytes; off += MiB) {
+      buf.writeUInt32LE(off / MiB, 0);
+      fs.writeSync(fd, buf, 0, MiB, off);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
 
 export interface AtsLoadTarget {
   port: number;
