@@ -71,6 +71,7 @@ import {
   tail,
   waitForPort,
   within,
+  loopbackBytes as harnessLoopbackBytes,
 } from '../interop/harness';
 
 const KiB = 1024;
@@ -105,17 +106,8 @@ const MAX_LOADED_MS = 900_000;
 // ---------------------------------------------------------------------------------------
 // small helpers
 
-/** rx + tx bytes of the loopback interface (/proc/net/dev), as test/interop/xcopy.test.ts counts them. */
-function loopbackBytes(): number {
-  for (const line of fs.readFileSync('/proc/net/dev', 'utf8').split('\n')) {
-    const m = /^\s*lo:\s*(.*)$/.exec(line);
-    if (m) {
-      const f = m[1].trim().split(/\s+/);
-      return Number(f[0]) + Number(f[8]);
-    }
-  }
-  throw new Error('no lo in /proc/net/dev');
-}
+/** rx + tx bytes of lo as a number (the harness counts them as a bigint). */
+const loopbackBytes = (): number => Number(harnessLoopbackBytes());
 
 const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 

@@ -40,6 +40,7 @@ import {
   shellQuote,
   startTarget,
   writeRandomFile,
+  loopbackBytes,
 } from './harness';
 
 const MiB = 1024 * 1024;
@@ -49,18 +50,6 @@ const WHOLE_RUNS = 5;
 const VM_TIMEOUT_S = 420;
 const xcopydOnly = (process.env.INTEROP_TARGET ?? 'xcopyd') !== 'tgt';
 const vmReady = xcopydOnly && requireLinuxInitiatorVm();
-
-/** rx + tx bytes of the loopback interface (/proc/net/dev). */
-function loopbackBytes(): bigint {
-  for (const line of fs.readFileSync('/proc/net/dev', 'utf8').split('\n')) {
-    const m = /^\s*lo:\s*(.*)$/.exec(line);
-    if (m) {
-      const f = m[1].trim().split(/\s+/);
-      return BigInt(f[0]) + BigInt(f[8]);
-    }
-  }
-  throw new Error('no lo in /proc/net/dev');
-}
 
 /**
  * Bytes sent + received so far on each established TCP connection of the target's port, by

@@ -18,23 +18,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { scrapeMetrics } from '../support/host-load';
-import { DEFAULT_IQN, describeIf, freePort, requireTarget, requireTools, run, startTarget, writeRandomFile, xcopydConfigYaml, type Target } from './harness';
+import { DEFAULT_IQN, describeIf, freePort, loopbackBytes, requireTarget, requireTools, run, startTarget, writeRandomFile, xcopydConfigYaml, type Target } from './harness';
 
 const GiB = 1024 * 1024 * 1024;
 const xcopydOnly = (process.env.INTEROP_TARGET ?? 'xcopyd') !== 'tgt';
 const ready = xcopydOnly && requireTools([['qemu-img', 'qemu-utils']]) && requireTarget();
-
-/** rx + tx bytes of the loopback interface (/proc/net/dev). */
-function loopbackBytes(): bigint {
-  for (const line of fs.readFileSync('/proc/net/dev', 'utf8').split('\n')) {
-    const m = /^\s*lo:\s*(.*)$/.exec(line);
-    if (m) {
-      const f = m[1].trim().split(/\s+/);
-      return BigInt(f[0]) + BigInt(f[8]);
-    }
-  }
-  throw new Error('no lo in /proc/net/dev');
-}
 
 describeIf(ready)('qemu-img convert -C -W: copies with list ID 1 overlap, offload stays on', () => {
   let t: Target;

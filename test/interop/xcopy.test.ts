@@ -23,6 +23,7 @@ import {
   type Target,
   requireLinuxInitiatorVm,
   LINUX_INITIATOR_RUN_SH,
+  loopbackBytes,
 } from './harness';
 
 const GiB = 1024 * 1024 * 1024;
@@ -61,18 +62,6 @@ describeIf(libiscsiReady)('libiscsi: SCSI.ExtendedCopy.* and SCSI.ReceiveCopyRes
 
 // ---------------------------------------------------------------------------------------
 // (b) QEMU
-
-/** rx + tx bytes of the loopback interface (/proc/net/dev). */
-function loopbackBytes(): bigint {
-  for (const line of fs.readFileSync('/proc/net/dev', 'utf8').split('\n')) {
-    const m = /^\s*lo:\s*(.*)$/.exec(line);
-    if (m) {
-      const f = m[1].trim().split(/\s+/);
-      return BigInt(f[0]) + BigInt(f[8]);
-    }
-  }
-  throw new Error('no lo in /proc/net/dev');
-}
 
 const qemuReady = xcopydOnly && requireTools([['qemu-img', 'qemu-utils']]) && requireTarget();
 
