@@ -1,9 +1,8 @@
 /**
  * Issue 11 point 6, the smaller points, over iSCSI (MAXIMUM SEGMENT LENGTH is in
  * host-esxi.test.ts, where ESXi's rule that reads it is described):
- *  - ESTIMATED STATUS UPDATE DELAY is 0 once a copy is done: nothing more will change, so a
- *    host polling RECEIVE COPY STATUS(LID4) or RRTI must not be told to wait (SPC-5 6.22: the
- *    delay until the status should be requested again);
+ *  - ESTIMATED STATUS UPDATE DELAY once a copy is done: FFFF_FFFEh, as SPC gives it for a
+ *    finished operation (the issue asked for 0; see DONE_DELAY below);
  *  - the first descriptor of VPD 8Fh is 0000h, Block Device ROD Token Limits: Windows reads
  *    the ODX limits from it (pinned here so a reordering of descriptors is caught).
  */
