@@ -9,7 +9,7 @@
 import type { LogicalUnit } from '../logical-unit';
 import type { ItNexus } from '../types';
 import { SenseError, senseCodes, SenseKey } from '../sense';
-import { isAbortError } from '../abort';
+import { abortReason, isAbortError } from '../abort';
 import type { CopyParameterList } from './extended-copy';
 import type { CopyOperation } from './copy-operation';
 import type { CopyTarget, CopyTargetDevice, CscdDescriptor, Designator } from './cscd';
@@ -88,7 +88,7 @@ function prepare(c: SegmentContext, list: CopyParameterList, seg: SegmentDescrip
 export async function runSegments(op: CopyOperation, prepared: PreparedSegment[], nexus: ItNexus, stepBytes: number): Promise<void> {
   const signal = op.controller.signal;
   for (const p of prepared) {
-    if (signal.aborted) throw signal.reason;
+    if (signal.aborted) throw abortReason(signal, 'copy aborted');
     const { seg } = p;
     op.segmentStartBytes = op.bytesTransferred;
     try {
@@ -121,7 +121,7 @@ async function moveSegment(op: CopyOperation, p: PreparedSegment, nexus: ItNexus
   const step = Math.max(dbs, stepBytes - (stepBytes % dbs));
   const count = Math.ceil(plan.bytes / step);
   for (let k = 0; k < count; k++) {
-    if (signal.aborted) throw signal.reason;
+    if (signal.aborted) throw abortReason(signal, 'copy aborted');
     const at = (backwards ? count - 1 - k : k) * step;
     const n = Math.min(step, plan.bytes - at);
     const so = plan.sourceOffset + at;

@@ -21,6 +21,7 @@
  *    before it (step-pacer.ts).
  */
 import * as BL from 'buffer-layout';
+import { abortReason } from '../abort';
 import type { CommandContext, CommandResult } from '../command-context';
 import type { LogicalUnit } from '../logical-unit';
 import { storeErrorToSense } from '../mutation';
@@ -198,7 +199,7 @@ async function writeFromToken(store: RodTokenStore, t: RodToken, source: CopyTar
   const p: Progress = { blocks: 0, shortfall: false };
   for (const r of wut.ranges) {
     for (let k = 0; k < r.blocks; ) {
-      if (signal.aborted) throw signal.reason;
+      if (signal.aborted) throw abortReason(signal, 'copy aborted');
       if (rod >= rodEnd) {
         p.shortfall = true;
         return p;
@@ -247,7 +248,7 @@ async function writeZeros(port: WutPort, ranges: BlockRange[], op: CopyOperation
   const p: Progress = { blocks: 0, shortfall: false };
   for (const r of ranges) {
     for (let k = 0; k < r.blocks; ) {
-      if (signal.aborted) throw signal.reason;
+      if (signal.aborted) throw abortReason(signal, 'copy aborted');
       const want = pacer.next();
       if (want === 0) return p;
       const n = Math.min(want / dbs, r.blocks - k);

@@ -26,6 +26,7 @@
  * extents) when the promise resolves, as for a WRITE with WCE=1; SYNCHRONIZE
  * CACHE makes them durable.
  */
+import { abortReason } from '../../scsi/abort';
 import type { BackingStore, CopyRangeOptions, CopyRangeResult } from '../../scsi/backing-store';
 import { BufferPool, copyBufferPool } from './buffer-pool';
 import {
@@ -100,7 +101,7 @@ interface Segment {
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw signal.reason ?? Object.assign(new Error('copy aborted'), { name: 'AbortError', code: 'ABORT_ERR' });
+  if (signal?.aborted) throw abortReason(signal, 'copy aborted');
 }
 
 function isFile(dst: CopyFile | BackingStore): dst is CopyFile {
