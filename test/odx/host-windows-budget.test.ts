@@ -22,7 +22,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { describeIf, missingPrerequisite, requireTarget, requireTools, startTarget, type Target } from '../interop/harness';
+import { DEFAULT_IQN, describeIf, missingPrerequisite, requireTarget, requireTools, startTarget, xcopydConfigYaml, type Target } from '../interop/harness';
 import { fastPattern } from '../support/host-xcopy';
 import { dropFileCache, makeIoThrottle, makeLoopFs, throttleSupport, type IoThrottle, type LoopFs } from '../support/throttle';
 import {
@@ -51,17 +51,6 @@ const ready =
   ]) &&
   requireTarget('xcopyd');
 
-function configYaml(): string {
-  return [
-    'targets:',
-    '  - iqn: iqn.2026-11.org.xcopyd:default',
-    '    luns:',
-    `      - { lun: 0, path: lun0.img, size: ${LUN_SIZE} }`,
-    `      - { lun: 1, path: lun1.img, size: ${LUN_SIZE} }`,
-    '',
-  ].join('\n');
-}
-
 /** Write `data` at `offset` of a backing file, bypassing the daemon (before it read those blocks). */
 function writeFileAt(file: string, offset: number, data: Buffer): void {
   const fd = fs.openSync(file, 'r+');
@@ -83,7 +72,7 @@ function slowStorage(fsType: 'ext4' | 'xfs') {
     s.lfs = makeLoopFs({ bytes: 1024 * MiB, fs: fsType, name: `xcopyd-budget-${fsType}` });
     const dataDir = path.join(s.lfs.mnt, 'data');
     fs.mkdirSync(dataDir);
-    s.t = await startTarget({ name: `host-windows-budget-${fsType}`, configYaml: configYaml(), dataDir, lunSize: LUN_SIZE }, 'xcopyd');
+    s.t = await startTarget({ name: `host-windows-budget-${fsType}`, configYaml: xcopydConfigYaml(DEFAULT_IQN, LUN_SIZE), dataDir, lunSize: LUN_SIZE }, 'xcopyd');
     s.c = await session(s.t.port);
     s.thr = makeIoThrottle('xcopyd-budget', s.lfs.majMin, RATE);
   }, 120_000);

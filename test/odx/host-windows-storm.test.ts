@@ -15,7 +15,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { describeIf, freePort, requireTarget, startTarget, type Target } from '../interop/harness';
+import { DEFAULT_IQN, describeIf, freePort, requireTarget, startTarget, xcopydConfigYaml, type Target } from '../interop/harness';
 import { Peaks, processMemory, sideFiles, tokenMetrics } from '../support/host-load';
 import { fastPattern } from '../support/host-xcopy';
 import {
@@ -57,13 +57,7 @@ async function startStormTarget(name: string, maxLiveTokens: number | undefined)
   const yaml = [
     `metrics: { listen: "127.0.0.1:${metricsPort}" }`,
     ...(maxLiveTokens === undefined ? [] : [`odx: { maxLiveTokens: ${maxLiveTokens} }`]),
-    'targets:',
-    '  - iqn: iqn.2026-11.org.xcopyd:default',
-    '    luns:',
-    `      - { lun: 0, path: lun0.img, size: ${LUN_SIZE} }`,
-    `      - { lun: 1, path: lun1.img, size: ${LUN_SIZE} }`,
-    '',
-  ].join('\n');
+  ].join('\n') + '\n' + xcopydConfigYaml(DEFAULT_IQN, LUN_SIZE);
   const t = await startTarget({ name, configYaml: yaml, lunSize: LUN_SIZE }, 'xcopyd');
   return { t, metricsPort };
 }
