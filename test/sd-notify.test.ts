@@ -84,7 +84,7 @@ describeIf(!!PYTHON || missingPrerequisite("'python3' not found (the test's NOTI
     const reload = rx.got().filter((r) => !r.msg.startsWith('WATCHDOG'));
     expect(reload.map((r) => r.msg.split('\n')[0])).toEqual(['READY=1', 'RELOADING=1', 'READY=1']);
     expect(reload[1].msg).toMatch(/^RELOADING=1\nMONOTONIC_USEC=\d+$/);
-    expect(out.text()).toContain('"msg":"configuration reloaded"');
+    await out.waitFor('"msg":"configuration reloaded"', 10_000); // logged before READY=1 is sent, but the pipe is asynchronous
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
     await until('STOPPING=1', () => msgs().includes('STOPPING=1'), 5_000);
