@@ -25,6 +25,7 @@ import * as fs from 'node:fs';
 import { loadavg } from 'node:os';
 import * as path from 'node:path';
 import { findInPath, startTarget, type Target } from '../interop/harness';
+import { naaOf } from '../support/host-xcopy';
 import { cdb, openSession, type TestInitiator } from '../support/initiator';
 import { b2b, e4, lid1, xcopyCdb } from '../scsi/copy/helpers';
 import { expectGood, rrti, tokenFor, writeUsingToken } from '../odx/odx';
@@ -53,16 +54,6 @@ function extents(file: string): number {
 function freeBytes(dir: string): number {
   const s = fs.statfsSync(dir);
   return s.bavail * s.bsize;
-}
-
-async function naaOf(ini: TestInitiator, lun: number): Promise<Buffer> {
-  const r = await ini.command(lun, cdb.inquiry(1024, true, 0x83), { read: 1024 });
-  for (let off = 4; off + 4 <= r.data.length; ) {
-    const len = r.data[off + 3];
-    if ((r.data[off + 1] & 0x0f) === 3 && ((r.data[off + 1] >> 4) & 3) === 0) return Buffer.from(r.data.subarray(off + 4, off + 4 + len));
-    off += 4 + len;
-  }
-  throw new Error(`LUN ${lun}: no NAA designator in VPD 83h`);
 }
 
 function writeLun(file: string, size: number): void {

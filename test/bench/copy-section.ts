@@ -27,6 +27,7 @@ import { loadavg } from 'node:os';
 import * as path from 'node:path';
 import { errnoError, loadLibC } from '../../src/backing/libc';
 import { run, type Target } from '../interop/harness';
+import { naaOf } from '../support/host-xcopy';
 import { cdb, openSession, type TestInitiator } from '../support/initiator';
 import { b2b, e4, lid1, xcopyCdb } from '../scsi/copy/helpers';
 import { expectGood, tokenFor, writeUsingToken } from '../odx/odx';
@@ -148,17 +149,6 @@ export async function copyWhole(t: Target, rounds: number, logFile: string): Pro
     ratio: label === raw64 ? undefined : med(label) / med(raw64),
     load,
   }));
-}
-
-/** The NAA designator of a LUN (VPD 83h, association LU, type NAA). */
-async function naaOf(ini: TestInitiator, lun: number): Promise<Buffer> {
-  const r = await ini.command(lun, cdb.inquiry(1024, true, 0x83), { read: 1024 });
-  for (let off = 4; off + 4 <= r.data.length; ) {
-    const len = r.data[off + 3];
-    if ((r.data[off + 1] & 0x0f) === 3 && ((r.data[off + 1] >> 4) & 3) === 0) return Buffer.from(r.data.subarray(off + 4, off + 4 + len));
-    off += 4 + len;
-  }
-  throw new Error(`LUN ${lun}: no NAA designator in VPD 83h`);
 }
 
 export interface PerCommandOptions {
