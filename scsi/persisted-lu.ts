@@ -6,10 +6,10 @@
  * written atomically: a temporary file, synced, renamed over the old one, and
  * the directory synced so the rename itself survives a power cut.
  */
-import { readFileSync, promises as fsp } from 'node:fs';
-import { dirname } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import type { PersistedReservations } from './reservations';
+import { writeFileDurably } from './durable-file';
 
 /** Changeable mode parameters. A LU reset keeps the current values; MODE SELECT changes them. */
 export interface ModeState {
@@ -75,22 +75,7 @@ export function loadPersistedLu(path: string): PersistedLu | undefined {
   return r.data;
 }
 
-/** Replace the file with `state`: tmp file, fsync, rename, fsync of the directory. */
+/** Replace the file with `state` (scsi/durable-file.ts: tmp file, fsync, rename, fsync of the directory). */
 export async function writePersistedLu(path: string, state: PersistedLu): Promise<void> {
-  const tmp = `${path}.tmp`;
-  const fh = await fsp.open(tmp, 'w', 0o600);
-  try {
-    await fh.writeFile(JSON.stringify(state, null, 2));
-    await fh.datasync();
-  } finally {
-    await fh.close();
-  }
-  await fsp.rename(tmp, path);
-  // The rename is a change of the directory: without this it may not survive a power cut.
-  const dir = await fsp.open(dirname(path), 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
+  await writeFileDurably(path, JSON.stringify(state, null, 2));
 }

@@ -10,6 +10,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { writeFileDurablySync } from '../scsi/durable-file';
 
 export const XCOPYD_COMPANY_ID = 0x0ac0de;
 
@@ -70,35 +71,9 @@ export class IdentityStore {
   }
 
   private save(): void {
-    writeFileDurably(this.file, JSON.stringify(this.data, null, 2) + '\n');
+    writeFileDurablySync(this.file, JSON.stringify(this.data, null, 2) + '\n');
   }
 }
 
-/** fsync(2) of a directory: the names created, renamed or removed in it so far survive a power cut. */
-export function fsyncDirectory(dir: string): void {
-  const fd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-/**
- * Replace `file` with `text` so that a power cut leaves the old or the new
- * content, never an empty or partial file: the data is fsynced in a temporary
- * file before the rename (else the rename can reach the disk before the data),
- * and the directory after it (else the rename itself can be lost).
- */
-export function writeFileDurably(file: string, text: string, mode = 0o600): void {
-  const tmp = `${file}.tmp`;
-  const fd = fs.openSync(tmp, 'w', mode);
-  try {
-    fs.writeSync(fd, text);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, file);
-  fsyncDirectory(path.dirname(file));
-}
+/** For src/daemon.ts (a LUN file created at start-up); the one implementation is scsi/durable-file.ts. */
+export { fsyncDirectorySync as fsyncDirectory } from '../scsi/durable-file';

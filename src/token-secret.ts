@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { fsyncDirectory } from './identity';
+import { fsyncDirectorySync } from '../scsi/durable-file';
 
 export const TOKEN_SECRET_FILE = 'rod-token.key';
 const SECRET_BYTES = 32;
@@ -24,7 +24,7 @@ export function loadTokenSecret(dataDir: string): Buffer {
     } finally {
       fs.closeSync(fd);
     }
-    fsyncDirectory(dataDir); // the new name too: a key lost in a power cut would orphan every token
+    fsyncDirectorySync(dataDir); // the new name too: a key lost in a power cut would orphan every token
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   }
