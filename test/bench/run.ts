@@ -2,7 +2,11 @@
  * Benchmark (not a test): xcopyd against Debian's tgtd, same client, same run (issue 12).
  *
  *   npm run bench [-- --repeat N] [--scale F] [--only xcopyd|tgt]
- *                    [--only-section writes|reads|copy[,...]] [--copy-count N] [--budget-min M]
+ *                    [--only-section writes|reads|copy[,...]] [--metrics KEY[,...]]
+ *                    [--copy-count N] [--budget-min M]
+ *
+ * --metrics: only these metrics of the chosen sections (keys as in results.json, e.g.
+ * seq4k-write-qd1,rand4k-write-qd1).
  *
  * Client: `qemu-img bench` (QEMU's iSCSI driver, libiscsi) on iscsi://127.0.0.1 URLs.
  * Sections:
@@ -16,6 +20,11 @@
  * "Random": qemu-img bench only walks with a fixed step, so the step is 104729 blocks of
  * 4 KiB (a prime, coprime with the LUN's block count): each request lands ~400 MiB from the
  * previous one, modulo the LUN size.
+ * Same terms for both targets: tgtd is set (tgtadm --op update) to offer no digests and the
+ * same burst and segment sizes xcopyd offers (TGT_SAME_TERMS below), and before the runs the
+ * Login PDUs of one `qemu-img info` per target are captured (strace) and the keys each target
+ * answered are printed side by side (and kept in results.json), so a ratio never hides a
+ * header digest or 8 KiB PDUs on one side.
  * Order: a warm-up pass writes each whole LUN once (so reads hit allocated blocks on both
  * targets, and the copy section copies allocated data); then for each metric the two targets
  * alternate (order swapped every other round), repeated N times; `sync` runs before each
@@ -30,7 +39,7 @@ import * as fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { loadavg } from 'node:os';
 import * as path from 'node:path';
-import { makeRunDir, requireTarget, requireTools, run, startTarget, type Target, type TargetKind } from '../interop/harness';
+import { findInPath, makeRunDir, requireTarget, requireTools, run, startTarget, type Target, type TargetKind } from '../interop/harness';
 import { copyWhole, median, perCommand, sizeText, type CopyRow, type OverheadRow } from './copy-section';
 
 const KiB = 1024;
@@ -66,7 +75,8 @@ function parseArgs(argv: string[]) {
   for (const x of sections) if (!SECTIONS.includes(x)) throw new Error(`--only-section: ${x}? (writes, reads, copy)`);
   const copyCount = Math.max(3, Math.min(2000, Number(get('--copy-count') ?? 100)));
   const budgetMin = Math.max(1, Number(get('--budget-min') ?? 14));
-  return { repeat, scale, only, sections, copyCount, budgetMin };
+  const metricKeys = get('--metrics')?.split(',');
+  return { repeat, scale, only, sections, copyCount, budgetMin, metricKeys };
 }
 
 function metrics(scale: number): Metric[] {
@@ -105,6 +115,83 @@ function benchArgs(m: { write: boolean; size: number; depth: number; step?: numb
   return a;
 }
 
+/**
+ * tgtd's keys set to what xcopyd offers (iscsi/ login defaults: no digests, 256 KiB bursts and
+ * segments, InitialR2T=No, ImmediateData=Yes). The harness offers "CRC32C,None" digests on tgtd
+ * (for digest-requiring initiators) and tgtd then answers CRC32C to libiscsi's "None,CRC32C";
+ * its MaxRecvDataSegmentLength default is 8 KiB. Both would cost tgtd, not us.
+ */
+export const TGT_SAME_TERMS: Array<[string, string]> = [
+  ['HeaderDigest', 'None'],
+  ['DataDigest', 'None'],
+  ['MaxRecvDataSegmentLength', '262144'],
+  ['MaxXmitDataSegmentLength', '262144'],
+  ['FirstBurstLength', '262144'],
+  ['MaxBurstLength', '262144'],
+  ['InitialR2T', 'No'],
+  ['ImmediateData', 'Yes'],
+];
+
+/** Apply TGT_SAME_TERMS to the harness's tgtd (target id 1); returns the keys tgtadm refused. */
+export async function tgtSameTerms(t: Target, logFile: string): Promise<string[]> {
+  const refused: string[] = [];
+  for (const [name, value] of TGT_SAME_TERMS) {
+    const r = await run('tgtadm', ['-C', String(t.port), '--lld', 'iscsi', '--op', 'update', '--mode', 'target', '--tid', '1',
+      '--name', name, '--value', value], { timeoutMs: 10_000, logFile });
+    if (r.code !== 0) refused.push(`${name}=${value} (${(r.stderr || r.stdout).trim()})`);
+  }
+  return refused;
+}
+
+/** The operational keys a login negotiates: what the client offered, and what the target answered. */
+export interface LoginKeys {
+  offer: Record<string, string>;
+  answer: Record<string, string>;
+}
+
+export const LOGIN_KEYS = ['HeaderDigest', 'DataDigest', 'InitialR2T', 'ImmediateData', 'FirstBurstLength', 'MaxBurstLength',
+  'MaxRecvDataSegmentLength', 'MaxOutstandingR2T'];
+
+/** The Login PDUs' text keys of one `qemu-img info` against `t` (strace of the client's socket calls); null without strace. */
+export async function loginKeys(t: Target, dir: string): Promise<LoginKeys | null> {
+  if (!findInPath('strace')) return null;
+  const trace = path.join(dir, `login-${t.kind}.strace`);
+  await run('strace', ['-f', '-s', '8192', '-e', 'trace=sendto,sendmsg,write,writev,recvfrom,recvmsg,read', '-o', trace,
+    'qemu-img', 'info', '-f', 'raw', t.url(t.dataLuns[0])], { timeoutMs: 60_000 });
+  if (!fs.existsSync(trace)) return null;
+  const offer: Record<string, string> = {};
+  const answer: Record<string, string> = {};
+  for (const line of fs.readFileSync(trace, 'utf8').split('\n')) {
+    const m = /^\d+\s+(\w+)\(/.exec(line);
+    if (!m) continue;
+    const into = /^(send|write)/.test(m[1]) ? offer : /^(recv|read)/.test(m[1]) ? answer : undefined;
+    if (!into) continue;
+    for (const kv of line.matchAll(/([A-Z][A-Za-z0-9]+)=([^\\"]*)\\0/g)) into[kv[1]] = kv[2];
+  }
+  return { offer, answer };
+}
+
+/**
+ * What each key comes to on each side (the answer, or the RFC 7143 default when the target did not answer a
+ * declarative key: MaxRecvDataSegmentLength 8192), one line per key.
+ */
+export function negotiatedTable(keys: Map<TargetKind, LoginKeys | null>): string[] {
+  const kinds = [...keys.keys()];
+  const lines = [`| login key (libiscsi offers) | ${kinds.map((k) => `${k} answers`).join(' | ')} |`, `|---|${kinds.map(() => '---').join('|')}|`];
+  for (const key of LOGIN_KEYS) {
+    const offer = [...keys.values()].find((k) => k?.offer[key] !== undefined)?.offer[key] ?? '-';
+    const cells = kinds.map((k) => {
+      const lk = keys.get(k);
+      if (!lk) return '(no strace)';
+      const a = lk.answer[key];
+      if (a !== undefined) return a;
+      return key === 'MaxRecvDataSegmentLength' ? 'not declared: 8192' : '(not answered)';
+    });
+    lines.push(`| ${key} (${offer}) | ${cells.join(' | ')} |`);
+  }
+  return lines;
+}
+
 interface Sample {
   value: number; // in the metric's unit; NaN if the run failed
   seconds: number;
@@ -136,9 +223,11 @@ function ratioText(r: number | undefined): string {
 }
 
 async function main(): Promise<number> {
-  const { repeat, scale, only, sections, copyCount, budgetMin } = parseArgs(process.argv.slice(2));
+  const { repeat, scale, only, sections, copyCount, budgetMin, metricKeys } = parseArgs(process.argv.slice(2));
   const wantCopy = sections.includes('copy') && only !== 'tgt';
-  const ms = metrics(scale).filter((m) => sections.includes(m.section));
+  const all = metrics(scale);
+  for (const k of metricKeys ?? []) if (!all.some((m) => m.key === k)) throw new Error(`--metrics: ${k}? (${all.map((m) => m.key).join(', ')})`);
+  const ms = all.filter((m) => sections.includes(m.section) && (!metricKeys || metricKeys.includes(m.key)));
   const kinds: TargetKind[] = only ? [only] : ms.length ? ['xcopyd', 'tgt'] : ['xcopyd'];
   if (!requireTools([['qemu-img', 'qemu-utils']])) return 1;
   for (const k of kinds) if (!requireTarget(k)) return 1;
@@ -147,6 +236,7 @@ async function main(): Promise<number> {
   const logFile = path.join(runDir, 'qemu-img-bench.log');
   const targets = new Map<TargetKind, Target>();
   const samples = new Map<string, Sample[]>(); // `${kind}/${metric}`
+  const loginKeyMap = new Map<TargetKind, LoginKeys | null>();
   let copyRows: CopyRow[] = [];
   let overheadRows: OverheadRow[] = [];
   const extraErrors: string[] = [];
@@ -154,6 +244,12 @@ async function main(): Promise<number> {
   let budgetNoted = false;
   try {
     for (const k of kinds) targets.set(k, await startTarget({ name: 'bench', lunSize: GiB }, k));
+    const tgtd = targets.get('tgt');
+    if (tgtd) {
+      const refused = await tgtSameTerms(tgtd, logFile);
+      if (refused.length) console.log(`tgtadm refused: ${refused.join('; ')}`);
+    }
+    for (const [k, t] of targets) loginKeyMap.set(k, await loginKeys(t, runDir));
     console.log(
       `qemu-img bench on iscsi://127.0.0.1, 1 GiB LUN, median of ${repeat}, sections ${sections.join(',')}` +
         ` (logs: ${runDir}; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')})`,
@@ -163,6 +259,7 @@ async function main(): Promise<number> {
       const w = await bench(t, { key: 'fill', label: 'fill', unit: 'MB/s', section: 'writes', write: true, size: MiB, depth: 16, count: GiB / MiB }, logFile);
       console.log(w.error ? `FAILED (${w.error})` : `${w.value.toFixed(0)} MB/s`);
     }
+    console.log(`negotiated (Login PDUs of qemu-img info, strace):\n${negotiatedTable(loginKeyMap).join('\n')}`);
     // The time budget: past it, each remaining metric runs once (and the copy rounds once).
     const overBudget = () => Date.now() - started > budgetMin * 60_000;
     for (const m of ms) {
@@ -223,6 +320,7 @@ async function main(): Promise<number> {
   md.push(`Benchmark (\`npm run bench\`, test/bench/run.ts), ${new Date().toISOString().slice(0, 16)}Z, ` +
     `median of ${repeat}, scale ${scale}, ${minutes.toFixed(1)} min; load = median 1-min load average at the runs' start.`);
   if (rows.length) {
+    md.push('', ...negotiatedTable(loginKeyMap));
     md.push('', '| pattern (qemu-img bench) | xcopyd | tgtd | xcopyd/tgtd | runs | load |', '|---|---:|---:|---:|---:|---:|');
     for (const r of rows) md.push(`| ${r.label} | ${fmt(r.xcopyd, r.unit)} | ${fmt(r.tgtd, r.unit)} | ${ratioText(r.ratio)} | ${r.n} | ${r.load.toFixed(1)} |`);
   }
@@ -246,17 +344,19 @@ async function main(): Promise<number> {
   const resultFile = path.join(runDir, 'results.json');
   fs.writeFileSync(
     resultFile,
-    JSON.stringify({ date: new Date().toISOString(), repeat, scale, sections, rows, copyRows, overheadRows, samples: Object.fromEntries(samples) }, null, 2),
+    JSON.stringify({ date: new Date().toISOString(), repeat, scale, sections, login: Object.fromEntries(loginKeyMap), rows, copyRows, overheadRows, samples: Object.fromEntries(samples) }, null, 2),
   );
   fs.writeFileSync(path.join(runDir, 'results.md'), md.join('\n') + '\n');
   console.log(`\nresults: ${resultFile}`);
   return errors.length ? 1 : 0;
 }
 
-main().then(
-  (rc) => process.exit(rc),
-  (e) => {
-    console.error(e);
-    process.exit(2);
-  },
-);
+if (require.main === module) {
+  main().then(
+    (rc) => process.exit(rc),
+    (e) => {
+      console.error(e);
+      process.exit(2);
+    },
+  );
+}
