@@ -9,8 +9,8 @@
  *   config/defaults.ts     the embedded default configuration
  */
 export {
-  configSchema, chapSecretProblem, lunPath, parseSize,
-  type AclConfig, type ChapConfig, type Config, type LunConfig, type TargetConfig,
+  configSchema, chapSecretProblem, lunPath, parseSize, rbdLocation, MAX_CLUSTER_NODES,
+  type AclConfig, type ChapConfig, type ClusterConfig, type ClusterNodeConfig, type Config, type LunConfig, type TargetConfig,
 } from './config/schema';
 export {
   ConfigError, checkBackingPaths, checkConfigFile, loadConfigFile, parseConfigText, validateConfig,

@@ -1,12 +1,15 @@
 #!/usr/bin/env node
 /**
  * xcopyd command line:
- *   xcopyd [--config FILE] [--listen HOST:PORT]... [--data-dir DIR] [--log-level L] [--log-format json|pretty]
- *   xcopyd --check-config FILE
+ *   xcopyd [--config FILE] [--node ID] [--listen HOST:PORT]... [--data-dir DIR] [--log-level L] [--log-format json|pretty]
+ *   xcopyd --check-config FILE [--node ID]
  *   xcopyd status [--json] [--socket PATH | --config FILE | --data-dir DIR]
  *
  * Logs: JSON lines on stdout; pretty (pino-pretty) when stdout is a terminal,
  * unless --log-format or XCOPYD_LOG_FORMAT says otherwise.
+ *
+ * Cluster mode (a `cluster:` section, the same file on every node): --node ID
+ * (or XCOPYD_NODE) names the node this process is; it listens on that node's portal.
  *
  * Signals: SIGHUP reloads --config (an invalid file is refused, the running
  * configuration stays); SIGINT/SIGTERM stop.
@@ -27,8 +30,8 @@ import { createNotifier, monotonicUsec, type Notifier } from './sd-notify';
 
 function usage(): string {
   return [
-    'usage: xcopyd [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--log-level LEVEL] [--log-format json|pretty]',
-    '       xcopyd --check-config FILE',
+    'usage: xcopyd [--config FILE] [--node ID] [--listen HOST:PORT] [--data-dir DIR] [--log-level LEVEL] [--log-format json|pretty]',
+    '       xcopyd --check-config FILE [--node ID]',
     '       xcopyd status [--json] [--socket PATH | --config FILE | --data-dir DIR]',
   ].join('\n');
 }
@@ -37,6 +40,8 @@ interface Overrides {
   listen?: string[];
   dataDir?: string;
   logLevel?: string;
+  /** The cluster node this process is (--node, else XCOPYD_NODE). */
+  node?: string;
 }
 
 /**
@@ -44,7 +49,7 @@ interface Overrides {
  * the command line's overrides applied to the document before validation,
  * then checked completely (schema, secret files, backing paths).
  */
-function loadEffectiveConfig(file: string | undefined, o: Overrides): Readonly<Config> {
+function loadEffectiveConfig(file: string | undefined, o: Overrides, requireNode = false): Readonly<Config> {
   const source = file ?? 'embedded default';
   let doc: Record<string, unknown>;
   try {
@@ -56,10 +61,15 @@ function loadEffectiveConfig(file: string | undefined, o: Overrides): Readonly<C
   if (o.listen) doc.listen = o.listen;
   if (o.dataDir) doc.dataDir = o.dataDir;
   if (o.logLevel) doc.logLevel = o.logLevel;
-  const config = validateConfig(doc, source, { baseDir: file ? path.dirname(path.resolve(file)) : process.cwd() });
+  const config = validateConfig(doc, source, { baseDir: file ? path.dirname(path.resolve(file)) : process.cwd(), node: o.node, requireNode });
   const issues = checkBackingPaths(config);
   if (issues.length) throw new ConfigError(`${source} is invalid:\n  ${issues.join('\n  ')}`, issues);
   return config;
+}
+
+/** --node, else XCOPYD_NODE (an empty variable counts as unset). */
+function nodeOf(flag: string | undefined): string | undefined {
+  return flag ?? (process.env.XCOPYD_NODE || undefined);
 }
 
 async function status(argv: string[]): Promise<number> {
@@ -83,7 +93,7 @@ async function status(argv: string[]): Promise<number> {
   let socket = v.socket;
   if (!socket) {
     try {
-      socket = loadEffectiveConfig(v.config, { dataDir: v['data-dir'] }).controlSocket;
+      socket = loadEffectiveConfig(v.config, { dataDir: v['data-dir'], node: nodeOf(undefined) }).controlSocket;
     } catch (err) {
       process.stderr.write(`${(err as Error).message}\n`);
       return 1;
@@ -112,6 +122,7 @@ async function main(argv: string[]): Promise<number> {
       args: argv,
       options: {
         config: { type: 'string' },
+        node: { type: 'string' },
         listen: { type: 'string', multiple: true },
         'data-dir': { type: 'string' },
         'log-level': { type: 'string' },
@@ -132,7 +143,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (v['check-config']) {
     try {
-      checkConfigFile(v['check-config']);
+      checkConfigFile(v['check-config'], { node: nodeOf(v.node) });
       process.stdout.write(`${v['check-config']}: valid\n`);
       return 0;
     } catch (err) {
@@ -148,10 +159,10 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`${(err as Error).message}\n${usage()}\n`);
     return 2;
   }
-  const overrides: Overrides = { listen: v.listen, dataDir: v['data-dir'], logLevel: v['log-level'] };
+  const overrides: Overrides = { listen: v.listen, dataDir: v['data-dir'], logLevel: v['log-level'], node: nodeOf(v.node) };
   let config: Readonly<Config>;
   try {
-    config = loadEffectiveConfig(v.config, overrides);
+    config = loadEffectiveConfig(v.config, overrides, true);
   } catch (err) {
     process.stderr.write(`${err instanceof ConfigError ? err.message : String(err)}\n`);
     return 1;
@@ -203,7 +214,7 @@ async function main(argv: string[]): Promise<number> {
     sdNotify(`RELOADING=1\nMONOTONIC_USEC=${monotonicUsec()}`);
     let next: Readonly<Config>;
     try {
-      next = loadEffectiveConfig(v.config, overrides);
+      next = loadEffectiveConfig(v.config, overrides, true);
     } catch (err) {
       // The running configuration stays; every bad key is named.
       const issues = err instanceof ConfigError ? err.issues : [String(err)];

@@ -9,8 +9,8 @@ import path from 'node:path';
 import YAML from 'yaml';
 import type { z } from 'zod';
 import {
-  chapSchema, chapSecretProblem, configSchema, lunPath,
-  type AclConfig, type ChapConfig, type Config, type ParsedConfig, type TargetConfig,
+  chapSchema, chapSecretProblem, configSchema, lunPath, rbdLocation,
+  type AclConfig, type ChapConfig, type ClusterConfig, type Config, type ParsedConfig, type TargetConfig,
 } from './schema';
 
 export class ConfigError extends Error {
@@ -25,6 +25,10 @@ export class ConfigError extends Error {
 export interface ValidateOptions {
   /** Where relative `secretFile` paths start (the configuration file's directory); default the working directory. */
   baseDir?: string;
+  /** The cluster node this process is (--node / XCOPYD_NODE); must name one of cluster.nodes. */
+  node?: string;
+  /** A cluster configuration needs `node` (the daemon); --check-config checks the file for any node. */
+  requireNode?: boolean;
 }
 
 /** Validate a parsed document; throws ConfigError listing every bad key with its path. */
@@ -33,11 +37,56 @@ export function validateConfig(doc: unknown, source = 'config', options: Validat
   const fail = (issues: string[]): never => {
     throw new ConfigError(`${source} is invalid:\n  ${issues.join('\n  ')}`, issues);
   };
-  if (!r.success) fail(r.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`));
-  const issues: string[] = [];
+  const early = clusterDocumentIssues(doc, options);
+  if (!r.success) fail([...r.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`), ...early]);
+  const issues: string[] = [...early];
   const config = normalize(r.data!, options.baseDir ?? process.cwd(), issues);
+  if (r.data!.cluster) applyCluster(config, r.data!.cluster, options, issues);
   if (issues.length) fail(issues);
   return deepFreeze(config);
+}
+
+/**
+ * What only the document as written shows in cluster mode: keys that have a
+ * default (so the parsed config cannot tell them from absent) but that the
+ * cluster section decides: a node listens on its own portal, SendTargets
+ * announces every node's portal with that node's target port group as tag.
+ */
+function clusterDocumentIssues(doc: unknown, o: ValidateOptions): string[] {
+  if (!doc || typeof doc !== 'object') return [];
+  const d = doc as Record<string, unknown>;
+  const issues: string[] = [];
+  if (d.cluster === undefined) {
+    if (o.node !== undefined) issues.push(`--node ${o.node}: the configuration has no cluster section`);
+    return issues;
+  }
+  if (d.listen !== undefined) issues.push('listen: in cluster mode a node listens on its own portal (cluster.nodes[].portal)');
+  if (Array.isArray(d.targets)) {
+    d.targets.forEach((t: unknown, i) => {
+      if (!t || typeof t !== 'object') return;
+      const tt = t as Record<string, unknown>;
+      if (tt.portals !== undefined) issues.push(`targets.${i}.portals: in cluster mode every node's portal is announced (cluster.nodes[].portal)`);
+      if (tt.portalGroupTag !== undefined) issues.push(`targets.${i}.portalGroupTag: in cluster mode a node's portal group tag is its targetPortGroup`);
+    });
+  }
+  return issues;
+}
+
+/** Cluster mode: target port groups filled in, this node chosen, its portal the one address it listens on. */
+function applyCluster(config: Config, parsed: NonNullable<ParsedConfig['cluster']>, o: ValidateOptions, issues: string[]): void {
+  const nodes = parsed.nodes.map((n, i) => ({ id: n.id, portal: n.portal, targetPortGroup: n.targetPortGroup ?? i + 1 }));
+  const cluster: ClusterConfig = { ...parsed, nodes };
+  if (o.node !== undefined) {
+    const self = nodes.find((n) => n.id === o.node);
+    if (!self) issues.push(`--node ${o.node}: not one of cluster.nodes (${nodes.map((n) => n.id).join(', ')})`);
+    else {
+      cluster.self = self.id;
+      config.listen = [self.portal];
+    }
+  } else if (o.requireNode) {
+    issues.push('cluster: which node is this? give --node ID (or XCOPYD_NODE)');
+  }
+  config.cluster = cluster;
 }
 
 /** Secrets from files, allowedInitiators folded into ACLs, INQUIRY defaults applied. */
@@ -94,7 +143,7 @@ function normalize(c: ParsedConfig, baseDir: string, issues: string[]): Config {
     if (acls) target.acls = acls;
     return target;
   });
-  const { discoveryChap, ...rest } = c;
+  const { discoveryChap, cluster: _cluster, ...rest } = c; // the cluster section: applyCluster
   const out: Config = { ...rest, targets, controlSocket: c.controlSocket ?? path.join(c.dataDir, 'control.sock') };
   const dc = chap(discoveryChap, 'discoveryChap');
   if (dc) out.discoveryChap = dc;
@@ -111,6 +160,7 @@ export function checkBackingPaths(config: Readonly<Config>): string[] {
   const issues: string[] = [];
   config.targets.forEach((t, i) => {
     t.luns.forEach((l, j) => {
+      if (rbdLocation(l.path)) return; // an RBD image: only librados can tell (opened at start)
       const at = `targets.${i}.luns.${j}.path`;
       const file = lunPath(config.dataDir, l.path);
       let st: fs.Stats | undefined;
@@ -141,13 +191,16 @@ export function parseConfigText(text: string, source: string, options: ValidateO
   return validateConfig(doc, source, options);
 }
 
-export function loadConfigFile(file: string): Readonly<Config> {
-  return parseConfigText(fs.readFileSync(file, 'utf8'), file, { baseDir: path.dirname(path.resolve(file)) });
+export function loadConfigFile(file: string, o: Omit<ValidateOptions, 'baseDir'> = {}): Readonly<Config> {
+  return parseConfigText(fs.readFileSync(file, 'utf8'), file, { ...o, baseDir: path.dirname(path.resolve(file)) });
 }
 
-/** Load and check a file completely (schema, secrets, backing paths): --check-config and SIGHUP. */
-export function checkConfigFile(file: string): Readonly<Config> {
-  const config = loadConfigFile(file);
+/**
+ * Load and check a file completely (schema, secrets, backing paths): --check-config and SIGHUP.
+ * A cluster file is checked for `o.node` when given, else for any of its nodes.
+ */
+export function checkConfigFile(file: string, o: Omit<ValidateOptions, 'baseDir'> = {}): Readonly<Config> {
+  const config = loadConfigFile(file, o);
   const issues = checkBackingPaths(config);
   if (issues.length) throw new ConfigError(`${file} is invalid:\n  ${issues.join('\n  ')}`, issues);
   return config;

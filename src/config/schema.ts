@@ -98,6 +98,9 @@ export type ChapConfig = {
 /** src/copy-scope.ts CopyScopeMode. */
 const copyScopeSchema = z.enum(['acl', 'sameInitiator']);
 
+/** Relative target ports are node index x 16 + 1 (scsi/alua.ts), so 16 bits hold 4096 nodes; 64 is plenty. */
+export const MAX_CLUSTER_NODES = 64;
+
 const hostPortSchema = z.string().regex(/^(\[[0-9A-Fa-f:.]+\]|[^:\s]+):\d{1,5}$/, 'not HOST:PORT');
 
 /**
@@ -212,6 +215,75 @@ const targetSchema = z
     t.allowedInitiators?.forEach((name, i) => note(name, ['allowedInitiators', i]));
   }), ALWAYS);
 
+/** `rbd:<pool>/<image>` (QEMU's syntax): a Ceph RBD image, cluster mode only. */
+const RBD_PATH = /^rbd:([A-Za-z0-9_.-]+)\/([A-Za-z0-9_.-]+)$/;
+
+/** The pool and image of an `rbd:` LUN path, or undefined for a file or block device. */
+export function rbdLocation(p: string): { pool: string; image: string } | undefined {
+  const m = RBD_PATH.exec(p);
+  return m ? { pool: m[1], image: m[2] } : undefined;
+}
+
+/** Node ids go into etcd keys and log lines. */
+const nodeIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'a node id is 1-63 letters, digits, ".", "_" or "-"');
+
+/**
+ * Several xcopyd nodes serving the same LUs (issue 15). The file is the same
+ * on every node; `--node ID` (or XCOPYD_NODE) says which node a process is.
+ * Each node is one target port group (ALUA) and listens on its own portal.
+ */
+const clusterSchema = z
+  .object({
+    /** The cluster's name: the prefix of its keys in etcd. */
+    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'a cluster name is 1-63 letters, digits, ".", "_" or "-"'),
+    nodes: z
+      .array(
+        z
+          .object({
+            id: nodeIdSchema,
+            /** host:port this node listens on and SendTargets announces. */
+            portal: hostPortSchema,
+            /** Its ALUA target port group (and iSCSI portal group tag); default its index + 1. */
+            targetPortGroup: z.number().int().min(1).max(65535).optional(),
+          })
+          .strict(),
+      )
+      .min(1)
+      .max(MAX_CLUSTER_NODES),
+    etcd: z
+      .object({
+        endpoints: z.array(z.string().min(1)).min(1),
+        /** A node whose lease is this old without renewal is gone (its group unavailable). */
+        leaseTtlSeconds: z.number().int().min(1).max(300).default(5),
+      })
+      .strict(),
+    /** How nodes reach Ceph for `rbd:` LUNs; without it librados reads /etc/ceph/ceph.conf as client.admin. */
+    ceph: z
+      .object({
+        conf: z.string().min(1).optional(),
+        clientId: z.string().min(1).default('admin'),
+        keyring: z.string().min(1).optional(),
+        monHost: z.string().min(1).optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .superRefine((c, ctx) => tolerant(() => {
+    const ids = new Map<string, number>();
+    const portals = new Map<string, number>();
+    const groups = new Map<number, number>();
+    c.nodes.forEach((n, i) => {
+      const once = <K>(m: Map<K, number>, k: K, field: string, what: string) => {
+        if (m.has(k)) ctx.addIssue({ code: 'custom', path: ['nodes', i, field], message: `duplicate ${what} (also nodes.${m.get(k)})` });
+        else m.set(k, i);
+      };
+      once(ids, n.id, 'id', 'node id');
+      once(portals, n.portal, 'portal', 'portal');
+      once(groups, n.targetPortGroup ?? i + 1, 'targetPortGroup', 'target port group');
+    });
+  }), ALWAYS);
+
 export const configSchema = z
   .object({
     listen: z.array(hostPortSchema).min(1).default(['127.0.0.1:3260']),
@@ -265,6 +337,8 @@ export const configSchema = z
      * initiator its ACL names; `sameInitiator` also for one logged in to it (src/copy-scope.ts).
      */
     copyScope: copyScopeSchema.default('acl'),
+    /** Several nodes serving these targets (multipath, ALUA); absent = one node, as always. */
+    cluster: clusterSchema.optional(),
     targets: z.array(targetSchema).min(1),
   })
   .strict()
@@ -289,7 +363,17 @@ export const configSchema = z
         };
         once(naas, l.naa?.toLowerCase(), 'naa', 'NAA designator');
         once(serials, l.serial, 'serial', 'serial number');
-        once(paths, lunPath(c.dataDir, l.path), 'path', 'backing path');
+        once(paths, rbdLocation(l.path) ? l.path : lunPath(c.dataDir, l.path), 'path', 'backing path');
+        if (l.path.startsWith('rbd:') && !rbdLocation(l.path)) {
+          ctx.addIssue({ code: 'custom', path: ['targets', i, 'luns', j, 'path'], message: 'an RBD image is rbd:<pool>/<image>' });
+        }
+        if (c.cluster) {
+          // Every node reports the same identity for an LU (multipath joins paths by it), so none is generated per node.
+          if (l.naa === undefined) ctx.addIssue({ code: 'custom', path: ['targets', i, 'luns', j, 'naa'], message: 'in cluster mode every LUN gives its naa (the same on every node)' });
+          if (l.serial === undefined) ctx.addIssue({ code: 'custom', path: ['targets', i, 'luns', j, 'serial'], message: 'in cluster mode every LUN gives its serial (the same on every node)' });
+        } else if (rbdLocation(l.path)) {
+          ctx.addIssue({ code: 'custom', path: ['targets', i, 'luns', j, 'path'], message: 'an rbd: LUN needs the cluster section (RBD images are the shared storage of a cluster)' });
+        }
       }));
     });
   }), ALWAYS);
@@ -312,9 +396,22 @@ export type TargetConfig = Omit<ParsedTarget, 'luns' | 'acls' | 'allowedInitiato
   acls?: AclConfig[];
   chap?: ChapConfig;
 };
-export type Config = Omit<ParsedConfig, 'targets' | 'discoveryChap'> & {
+/** One cluster node after loading: its target port group filled in. */
+export interface ClusterNodeConfig {
+  id: string;
+  portal: string;
+  targetPortGroup: number;
+}
+type ParsedCluster = NonNullable<ParsedConfig['cluster']>;
+/** The cluster section after loading; `self` is the node this process is (--node / XCOPYD_NODE). */
+export type ClusterConfig = Omit<ParsedCluster, 'nodes'> & {
+  nodes: ClusterNodeConfig[];
+  self?: string;
+};
+export type Config = Omit<ParsedConfig, 'targets' | 'discoveryChap' | 'cluster'> & {
   targets: TargetConfig[];
   discoveryChap?: ChapConfig;
+  cluster?: ClusterConfig;
   /** Resolved control socket path. */
   controlSocket: string;
 };
