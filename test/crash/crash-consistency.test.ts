@@ -40,6 +40,7 @@ import { startTarget, requireTarget, describeIf, makeRunDir, sleep, type Target 
 import { Prng, TestInitiator, cdb, openSession } from '../support/initiator';
 import { b2b, e4, lid1, lid4, xcopyCdb } from '../scsi/copy/helpers';
 import { populateTokenCdb, ptParams, rrtiCdb, parseRrti, wutParams, writeUsingTokenCdb } from '../odx/odx';
+import { naaOf } from '../support/host-xcopy';
 
 const seed = Number(process.env.XCOPYD_CRASH_SEED ?? crypto.randomInt(2 ** 31));
 const WRITER_KILLS = Number(process.env.XCOPYD_CRASH_KILLS ?? 6);
@@ -259,14 +260,6 @@ async function copyStatus(c: TestInitiator, listId: number): Promise<{ status: n
   const r = await c.command(1, x, { read: 1024 });
   if (r.status !== 0) return null;
   return { status: r.data[5] & 0x7f, bytes: Number(r.data.readBigUInt64BE(16)) };
-}
-
-async function naaOf(c: TestInitiator, lun: number): Promise<Buffer> {
-  const r = await c.command(lun, cdb.inquiry(255, true, 0x83), { read: 255 });
-  for (let o = 4; o + 4 <= r.data.length; o += 4 + r.data[o + 3]) {
-    if ((r.data[o + 1] & 0x0f) === 3 && (r.data[o + 1] & 0x30) === 0) return Buffer.from(r.data.subarray(o + 4, o + 4 + r.data[o + 3]));
-  }
-  throw new Error('no NAA designator');
 }
 
 const rng = new Prng(seed);

@@ -24,6 +24,7 @@ import { Prng, TestInitiator, cdb, clearUnitAttentions, openSession, startComman
 import type { Pdu } from '../../iscsi/pdu';
 import { b2b, e4, lid4, xcopyCdb } from '../scsi/copy/helpers';
 import { populateTokenCdb, ptParams, rrtiCdb, parseRrti, wutParams, writeUsingTokenCdb } from '../odx/odx';
+import { naaOf } from '../support/host-xcopy';
 
 const SECONDS = Number(process.argv[2] ?? process.env.XCOPYD_SOAK_SECONDS ?? 120);
 const SESSIONS = Number(process.env.XCOPYD_SOAK_SESSIONS ?? 32);
@@ -165,14 +166,6 @@ async function sessionLoad(c: TestInitiator, s: number, deadline: number): Promi
     }
   };
   await Promise.all(Array.from({ length: QD }, slot));
-}
-
-async function naaOf(c: TestInitiator, lun: number): Promise<Buffer> {
-  const r = await c.command(lun, cdb.inquiry(255, true, 0x83), { read: 255 });
-  for (let o = 4; o + 4 <= r.data.length; o += 4 + r.data[o + 3]) {
-    if ((r.data[o + 1] & 0x0f) === 3 && (r.data[o + 1] & 0x30) === 0) return Buffer.from(r.data.subarray(o + 4, o + 4 + r.data[o + 3]));
-  }
-  throw new Error('no NAA designator');
 }
 
 async function compareRegions(c: TestInitiator, a: number, b: number): Promise<boolean> {
