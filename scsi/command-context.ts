@@ -5,13 +5,17 @@ import type { LogicalUnit } from './logical-unit';
 import type { CommandEntry, CommandTable } from './command-table';
 import type { CopyManager } from './copy/copy-manager';
 import type { RodTokenStore } from './copy/token-store';
+import type { Alua } from './alua';
 
 /** Device-level services a handler may need (REPORT LUNS, REQUEST SENSE, RSOC, VPD 83h). */
 export interface DeviceServices {
   readonly table: CommandTable;
+  /** This node's target port group. */
   readonly targetPortGroup: number;
-  /** Relative target port identifiers of this device (REPORT TARGET PORT GROUPS). */
+  /** Relative target port identifiers of every group (PR REGISTER AND MOVE). */
   readonly relativeTargetPorts: readonly number[];
+  /** The target port groups and their access states (REPORT TARGET PORT GROUPS, VPD 83h). */
+  readonly alua: Alua;
   /** Standard INQUIRY fields for LUNs without a logical unit (PQ 011b). */
   readonly defaultIdentity: { vendor: string; product: string; revision: string };
   /** VERSION DESCRIPTORS of standard INQUIRY data (SPC-5 6.7.2). */

@@ -53,14 +53,20 @@ import { VersionDescriptor } from './commands/inquiry';
 import { CopyManager, type CopyManagerOptions } from './copy/copy-manager';
 import type { CopyScope } from './copy/cscd';
 import type { RodTokenStore } from './copy/token-store';
+import { Alua, checkAccessState } from './alua';
 
 export interface ScsiDeviceOptions {
   logger: Logger;
   luns: LogicalUnitOptions[];
-  /** Target port group reported in VPD 83h (default 1). */
+  /** Target port group reported in VPD 83h (default 1); ignored with `alua`. */
   targetPortGroup?: number;
-  /** Relative target port identifiers of the device's ports (REPORT TARGET PORT GROUPS; default [1]). */
+  /** Relative target port identifiers of the device's ports (REPORT TARGET PORT GROUPS; default [1]); ignored with `alua`. */
   relativeTargetPorts?: number[];
+  /**
+   * The target port groups and their states (scsi/alua.ts; a cluster's, shared by every device of the
+   * daemon). Default: one group `targetPortGroup` with `relativeTargetPorts`, active/optimized.
+   */
+  alua?: Alua;
   /** Standard INQUIRY for LUNs without a logical unit (default vendor 'XCOPYD'). */
   defaultIdentity?: { vendor: string; product: string; revision: string };
   /** INQUIRY VERSION DESCRIPTORS (default SAM-5, SPC-4, SBC-3). */
@@ -123,6 +129,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
   readonly table: CommandTable;
   readonly targetPortGroup: number;
   readonly relativeTargetPorts: readonly number[];
+  readonly alua: Alua;
   readonly defaultIdentity: { vendor: string; product: string; revision: string };
   readonly versionDescriptors: readonly number[];
   private readonly logger: Logger;
@@ -132,12 +139,18 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
   readonly copyManager: CopyManager;
   readonly rodTokens?: RodTokenStore;
   private closed = false;
+  private readonly stopAlua: () => void;
 
   constructor(options: ScsiDeviceOptions) {
     this.logger = options.logger;
     this.table = options.table ?? COMMAND_TABLE;
-    this.targetPortGroup = options.targetPortGroup ?? 1;
-    this.relativeTargetPorts = options.relativeTargetPorts ?? [1];
+    this.alua = options.alua ?? Alua.single(options.targetPortGroup ?? 1, options.relativeTargetPorts ?? [1]);
+    this.targetPortGroup = this.alua.localGroupId;
+    this.relativeTargetPorts = this.alua.relativeTargetPorts();
+    // SPC-5 5.16.2.6: an implicit transition raises ASYMMETRIC ACCESS STATE CHANGED on every I_T nexus.
+    this.stopAlua = this.alua.onChange(() => {
+      for (const n of this.nexuses.values()) for (const lu of this.luns.all()) lu.state.raiseUa(n.key, 'UA_ASYMMETRIC_ACCESS_STATE_CHANGED');
+    });
     this.defaultIdentity = options.defaultIdentity ?? { vendor: 'XCOPYD', product: 'xcopyd', revision: '0001' };
     this.versionDescriptors = options.versionDescriptors ?? [VersionDescriptor.SAM5, VersionDescriptor.SPC4, VersionDescriptor.SBC3];
     this.luns = new LunMap(options.lunFilter, options.lunMap);
@@ -260,6 +273,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
           const ua = lu.state.takeUa(task.nexus.key);
           if (ua) throw new SenseError(ua);
         }
+        checkAccessState(this.alua, task.nexus.relativeTargetPort, task.cdb); // standby/unavailable port (SPC-5 5.16.2.4)
         checkAccess(lu, task.nexus, entry);
       }
       const cdb = task.cdb.subarray(0, entry.cdbLength); // the transport handed these bytes over (ScsiTask.cdb)
@@ -315,6 +329,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
     const lu = this.luns.reachable(nexus, lun);
     if (!lu || this.closed) throw new SenseError('LOGICAL_UNIT_NOT_SUPPORTED');
     const entry = admitCdb(this.table, cdb, lu);
+    checkAccessState(this.alua, nexus.relativeTargetPort, cdb);
     try {
       checkAccess(lu, nexus, entry);
     } catch (err) {
@@ -372,6 +387,7 @@ export class ScsiDevice implements ScsiDeviceContract, DeviceServices {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.stopAlua();
     await this.tasks.settled();
     await this.copyManager.close();
     // Tokens of these LUs cannot be used any more (reference 2.12: LU removed).

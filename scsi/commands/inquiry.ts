@@ -100,10 +100,11 @@ export function luDesignators(lu: LogicalUnit): Buffer[] {
 }
 
 export function encodeDeviceIdentification(ctx: CommandContext, lu: LogicalUnit): Buffer {
+  // The port the command came in on and its target port group (SPC-5 7.8.6.5, 7.8.6.6; ALUA: scsi/alua.ts).
   const port = Buffer.alloc(4);
   port.writeUInt16BE(ctx.task.nexus.relativeTargetPort & 0xffff, 2);
   const group = Buffer.alloc(4);
-  group.writeUInt16BE(ctx.device.targetPortGroup & 0xffff, 2);
+  group.writeUInt16BE(ctx.device.alua.groupOfPort(ctx.task.nexus.relativeTargetPort).id & 0xffff, 2);
   return Buffer.concat([
     ...luDesignators(lu),
     designator(CodeSet.BINARY, Association.TARGET_PORT, DesignatorType.RELATIVE_TARGET_PORT, port),
