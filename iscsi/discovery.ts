@@ -33,7 +33,8 @@ export function buildSendTargetsResponse(request: Buffer, session: Session, ctx:
     for (const t of list) {
       if (!initiatorMaySee(t, session.initiatorName)) continue;
       out.push(['TargetName', t.name]);
-      for (const p of t.portals) out.push(['TargetAddress', `${p},${t.portalGroupTag}`]);
+      if (t.announce) for (const a of t.announce) out.push(['TargetAddress', `${a.portal},${a.tag}`]);
+      else for (const p of t.portals) out.push(['TargetAddress', `${p},${t.portalGroupTag}`]);
     }
   }
   return encodeTextKeys(out);

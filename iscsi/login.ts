@@ -234,7 +234,7 @@ export class LoginNegotiator {
         key: `${initiatorPortName}|${this.target.name}`,
         initiatorName: this.initiatorName,
         initiatorPortName,
-        relativeTargetPort: 1,
+        relativeTargetPort: this.target.relativeTargetPort ?? 1,
         targetPortName: `${this.target.name},t,0x${this.target.portalGroupTag.toString(16).padStart(4, '0')}`,
       };
     }

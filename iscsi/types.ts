@@ -42,6 +42,14 @@ export interface TargetEntry {
   portalGroupTag: number;
   /** Addresses announced by SendTargets, "host:port". */
   portals: string[];
+  /**
+   * SendTargets announces these instead of `portals` x `portalGroupTag`: each
+   * address with its own portal group tag (a cluster announces every node's
+   * portal, RFC 7143 13.8 TargetAddress "address,tag").
+   */
+  announce?: Array<{ portal: string; tag: number }>;
+  /** The relative target port of this target's portal group (VPD 83h, RTPG, PR); default 1. */
+  relativeTargetPort?: number;
   device: ScsiDevice;
   chap?: ChapCredentials;
   /**
