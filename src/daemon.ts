@@ -2,6 +2,13 @@
  * Composition: configuration -> backing stores -> SCSI devices (one per
  * target) -> iSCSI server. The only place that knows all three layers.
  *
+ * Cluster mode (issue 15, a `cluster:` section): the node opens the etcd
+ * cluster (membership, shared LU state), follows the membership in the
+ * target port groups (scsi/alua.ts, one per node), hands each LU the etcd
+ * LuState, opens `rbd:` LUNs as RBD images, listens on its own portal and
+ * announces every node's portal in SendTargets. etcd and librbd are loaded
+ * only then: a configuration without `cluster` loads neither.
+ *
  * Also the daemon's run-time surfaces (issue 6): access control from the
  * ACLs (src/access.ts) handed to the transport, the devices and the copy
  * scope; configuration reload (SIGHUP) that changes LUNs and ACLs without
@@ -11,14 +18,18 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
-import type { Config, LunConfig, TargetConfig } from './config';
-import { lunPath } from './config';
+import type { ClusterConfig, Config, LunConfig, TargetConfig } from './config';
+import { lunPath, rbdLocation } from './config';
 import { IdentityStore, fsyncDirectory } from './identity';
 import { FileStore } from './backing/file-store';
 import { IscsiServer } from '../iscsi/server';
 import type { TargetEntry } from '../iscsi/types';
 import { ScsiDevice } from '../scsi/scsi-device';
 import type { LogicalUnitOptions } from '../scsi/logical-unit';
+import type { BackingStore, CopyRangeResult } from '../scsi/backing-store';
+import type { LuStateFactory } from '../scsi/state/lu-state';
+import { Alua, relativeTargetPortOf } from '../scsi/alua';
+import type { ClusterMembership } from './cluster/membership';
 import { buildCopyScope, type ScopedTarget } from './copy-scope';
 import type { CopyScope } from '../scsi/copy/cscd';
 import { eui64FromNaa } from './identity';
@@ -37,12 +48,63 @@ export function createLogger(level: string, destination?: pino.DestinationStream
 }
 
 /** Top-level keys a reload reports and leaves as they were: they take effect at the next start. */
-const RESTART_KEYS = ['listen', 'dataDir', 'limits', 'discoveryChap', 'controlSocket', 'odx'] as const;
+const RESTART_KEYS = ['listen', 'dataDir', 'limits', 'discoveryChap', 'controlSocket', 'odx', 'cluster'] as const;
+
+/** A LUN's open store: a FileStore, or an RBD image (cluster mode), which may lack resize and copy counting. */
+type LunStore = BackingStore & {
+  onCopied?: ((r: CopyRangeResult) => void) | undefined;
+  resize?(bytes: number): Promise<number>;
+};
 
 /** A LUN as running: its configuration and its open store. */
 interface LiveLun {
   config: LunConfig;
-  store: FileStore;
+  store: LunStore;
+}
+
+/** What cluster mode uses of src/cluster/etcd-cluster.ts (issue 15 plan's contract). */
+export interface ClusterHandle {
+  readonly membership: ClusterMembership;
+  readonly luStateFactory: LuStateFactory;
+  close(): Promise<void>;
+}
+
+/** The cluster engines, loaded only in cluster mode (tests hand in fakes). */
+export interface ClusterDeps {
+  openEtcdCluster(o: {
+    endpoints: string[]; cluster: string; nodeId: string; nodeIds: string[]; leaseTtlSeconds: number; log: Logger;
+  }): Promise<ClusterHandle>;
+  openRbdStore(
+    where: { pool: string; image: string },
+    ceph: { conf?: string; clientId: string; keyring?: string; monHost?: string },
+    o: { blockSize: number; physicalBlockSize?: number; readOnly: boolean; createSizeBytes?: number; nodeId: string; log: Logger },
+  ): Promise<LunStore>;
+}
+
+/**
+ * The real engines, required at first use: etcd3 and koffi's librbd binding load
+ * only for a cluster (the specifiers are variables so neither is a static import).
+ */
+const realClusterDeps: ClusterDeps = {
+  async openEtcdCluster(o) {
+    const file = './cluster/etcd-cluster';
+    const m = (await import(file)) as Pick<ClusterDeps, 'openEtcdCluster'>;
+    return m.openEtcdCluster(o);
+  },
+  async openRbdStore(where, ceph, o) {
+    const file = './backing/rbd-store';
+    const m = (await import(file)) as Pick<ClusterDeps, 'openRbdStore'>;
+    return m.openRbdStore(where, ceph, o);
+  },
+};
+
+/** This node in a running cluster. */
+interface LiveCluster {
+  config: ClusterConfig;
+  self: { id: string; portal: string; targetPortGroup: number; relativeTargetPort: number };
+  handle: ClusterHandle;
+  alua: Alua;
+  stopFollowing: () => void;
 }
 
 /** A target as running. */
@@ -92,11 +154,16 @@ export class Daemon {
   private identities: IdentityStore | null = null;
   /** One reload at a time; a SIGHUP during one waits for it. */
   private reloading: Promise<unknown> = Promise.resolve();
+  /** Cluster mode: this node, its etcd cluster and the target port groups. */
+  cluster: LiveCluster | null = null;
+  private readonly clusterDeps: ClusterDeps;
 
   constructor(
     public config: Readonly<Config>,
     log?: Logger,
+    clusterDeps: Partial<ClusterDeps> = {},
   ) {
+    this.clusterDeps = { ...realClusterDeps, ...clusterDeps };
     this.log = log ?? createLogger(config.logLevel);
     this.copyScope = buildCopyScope(this.scoped, { log: this.log.child({ component: 'copy-scope' }) });
   }
@@ -116,6 +183,7 @@ export class Daemon {
       wutDeadlineMs: cfg.odx.wutDeadlineMs,
     });
     if (cfg.metrics) await this.startMetrics(cfg.metrics.listen);
+    if (cfg.cluster) await this.joinCluster(cfg.cluster);
     const entries: TargetEntry[] = [];
     for (const t of cfg.targets) entries.push((await this.buildTarget(t)).entry);
     this.server = new IscsiServer({
@@ -134,9 +202,50 @@ export class Daemon {
 
   // ---- composition ------------------------------------------------------------------
 
-  private async openLun(t: TargetConfig, l: LunConfig): Promise<{ live: LiveLun; options: LogicalUnitOptions }> {
-    const cfg = this.config;
-    const file = lunPath(cfg.dataDir, l.path);
+  /** Cluster mode: open etcd (this node's lease, shared LU state), and the target port groups follow the membership. */
+  private async joinCluster(c: ClusterConfig): Promise<void> {
+    if (c.self === undefined) throw new Error('cluster mode needs this node named (--node ID or XCOPYD_NODE)');
+    const index = c.nodes.findIndex((n) => n.id === c.self);
+    const node = c.nodes[index];
+    const log = this.log.child({ component: 'cluster', node: node.id });
+    const handle = await this.clusterDeps.openEtcdCluster({
+      endpoints: [...c.etcd.endpoints],
+      cluster: c.name,
+      nodeId: node.id,
+      nodeIds: c.nodes.map((n) => n.id),
+      leaseTtlSeconds: c.etcd.leaseTtlSeconds,
+      log,
+    });
+    // A node is declared gone a lease TTL after its last keepalive: the IMPLICIT TRANSITION TIME initiators may wait.
+    const alua = Alua.forCluster(c.nodes, node.id, c.etcd.leaseTtlSeconds);
+    const stopFollowing = alua.follow(handle.membership);
+    alua.onChange(() => log.info({ groups: alua.groups().map((g) => ({ group: g.id, node: g.node, state: g.state })) }, 'target port group states changed'));
+    this.cluster = {
+      config: c,
+      self: { ...node, relativeTargetPort: relativeTargetPortOf(index) },
+      handle,
+      alua,
+      stopFollowing,
+    };
+    log.info({ groups: alua.groups().map((g) => ({ group: g.id, node: g.node, state: g.state })) }, 'joined the cluster');
+  }
+
+  private async openStore(l: LunConfig): Promise<{ store: LunStore; where: string }> {
+    const rbd = rbdLocation(l.path);
+    if (rbd) {
+      const c = this.cluster;
+      if (!c) throw new Error(`${l.path}: an rbd: LUN needs cluster mode`);
+      const store = await this.clusterDeps.openRbdStore(rbd, c.config.ceph ?? { clientId: 'admin' }, {
+        blockSize: l.blockSize,
+        physicalBlockSize: l.physicalBlockSize,
+        readOnly: l.readOnly,
+        createSizeBytes: l.size,
+        nodeId: c.self.id,
+        log: this.log.child({ component: 'rbd', image: l.path }),
+      });
+      return { store, where: l.path };
+    }
+    const file = lunPath(this.config.dataDir, l.path);
     const creating = !l.readOnly && !fs.existsSync(file);
     const store = await FileStore.open({
       path: file,
@@ -147,6 +256,12 @@ export class Daemon {
     });
     // A LUN file made now keeps its name through a power cut (FUA and WCE=0 writes fsync only the file).
     if (creating) fsyncDirectory(path.dirname(file));
+    return { store, where: file };
+  }
+
+  private async openLun(t: TargetConfig, l: LunConfig): Promise<{ live: LiveLun; options: LogicalUnitOptions }> {
+    const cfg = this.config;
+    const { store, where } = await this.openStore(l);
     if (this.metrics) store.onCopied = (r) => this.metrics?.copied(r);
     const id = this.identities!.resolve(t.iqn, l.lun, { serial: l.serial, naa: l.naa });
     const naa = Buffer.from(id.naa, 'hex');
@@ -158,7 +273,9 @@ export class Daemon {
       // APTPL reservations and saved mode pages survive restarts here.
       persistPath: path.join(cfg.dataDir, `pr-${t.iqn}-${l.lun}.json`),
     };
-    this.log.info({ target: t.iqn, lun: l.lun, path: file, bytes: store.sizeBytes, readOnly: l.readOnly }, 'LUN ready');
+    // Cluster mode: reservations and unit attentions shared through etcd, keyed by the LU's NAA.
+    if (this.cluster) options.state = this.cluster.handle.luStateFactory;
+    this.log.info({ target: t.iqn, lun: l.lun, path: where, bytes: store.sizeBytes, readOnly: l.readOnly }, 'LUN ready');
     return { live: { config: l, store }, options };
   }
 
@@ -176,10 +293,12 @@ export class Daemon {
       throw err;
     }
     const access = new AccessHolder(TargetAccess.fromConfig(t));
+    const c = this.cluster;
     const device = new ScsiDevice({
       logger: this.log.child({ target: t.iqn }),
       luns: units,
       targetPortGroup: 1,
+      alua: c?.alua, // cluster: every node's group, shared by every target of the node
       copyScope: this.copyScope,
       rodTokens: this.rodTokens!,
       lunMap: (nexus) => access.current.lunMapFor(nexus),
@@ -188,8 +307,13 @@ export class Daemon {
     const entry: TargetEntry = {
       name: t.iqn,
       alias: t.alias,
-      portalGroupTag: t.portalGroupTag,
+      // Cluster: this node's portal group is its target port group; SendTargets names every node's portal.
+      portalGroupTag: c ? c.self.targetPortGroup : t.portalGroupTag,
       portals: [...(t.portals ?? this.config.listen)],
+      ...(c && {
+        relativeTargetPort: c.self.relativeTargetPort,
+        announce: c.config.nodes.map((n) => ({ portal: n.portal, tag: n.targetPortGroup })),
+      }),
       device: this.metrics ? instrumentDevice(device, () => this.metrics) : device,
       chap: t.chap,
       acl: {
@@ -313,6 +437,7 @@ export class Daemon {
       if (l.size !== undefined && l.size !== have.store.sizeBytes) {
         const lu = lt.device.logicalUnit(l.lun)!;
         const was = have.store.sizeBytes;
+        if (!have.store.resize) throw new Error(`${at(l.lun)}: resizing ${l.path} at run time is not supported`);
         await have.store.resize(l.size);
         if (have.store.sizeBytes !== was) {
           lu.capacityChanged(); // 6/2A/09 to every nexus (SBC-4 4.6)
@@ -331,7 +456,7 @@ export class Daemon {
     lt.entry.alias = t.alias;
     lt.entry.chap = t.chap;
     lt.entry.portals = [...(t.portals ?? this.config.listen)];
-    if (lt.entry.portalGroupTag !== t.portalGroupTag) s.needsRestart.push(`targets.${t.iqn}.portalGroupTag`);
+    if (!this.cluster && lt.entry.portalGroupTag !== t.portalGroupTag) s.needsRestart.push(`targets.${t.iqn}.portalGroupTag`);
     // Initiators the ACLs no longer admit lose their sessions on this target; others keep theirs.
     s.sessionsDropped += this.dropSessions((x) => x.target?.name === lt.entry.name && !newAccess.mayLogin(x.initiatorName), 'no longer admitted');
     lt.device.lunInventoryChanged(before); // 6/3F/0E to the nexuses whose LUN list changed
@@ -396,6 +521,11 @@ export class Daemon {
     for (const lt of this.live.values()) await lt.device.close(); // closes its LUs' stores
     if (this.rodTokens) await this.rodTokens.close();
     await this.stopMetrics();
+    if (this.cluster) {
+      // Last: the lease is revoked, so the other nodes see this one gone at once rather than after the TTL.
+      this.cluster.stopFollowing();
+      await this.cluster.handle.close();
+    }
     this.log.info('stopped');
   }
 }

@@ -10,6 +10,7 @@ import {
 } from '../../scsi/alua';
 import { ScsiStatus, type ItNexus } from '../../scsi/types';
 import { MemoryStore, dataOf, makeDevice, nexus, senseOf, task } from './helpers';
+import { decodeRtpg, portDesignators } from '../support/alua';
 
 /** The membership contract (src/cluster/membership.ts), driven by the test. */
 class FakeMembership implements NodeStates {
@@ -45,36 +46,6 @@ function portNexus(rtp: number, name = `iqn.2024-01.test:alua-${rtp}-${Math.rand
 }
 
 const rtpg = (b1: number, n: ItNexus, alloc = 1024) => task([0xa3, b1, 0, 0, 0, 0, alloc >>> 24, (alloc >> 16) & 0xff, (alloc >> 8) & 0xff, alloc & 0xff, 0, 0], { nexus: n });
-
-/** RTPG data -> [{ state, pref, supported, id, status, ports }]. */
-function decodeRtpg(d: Buffer, extended: boolean) {
-  const out: Array<{ state: number; supported: number; id: number; status: number; ports: number[] }> = [];
-  let off = extended ? 8 : 4;
-  const end = 4 + d.readUInt32BE(0);
-  while (off < end) {
-    const count = d[off + 7];
-    const ports: number[] = [];
-    for (let i = 0; i < count; i++) ports.push(d.readUInt16BE(off + 8 + 4 * i + 2));
-    out.push({ state: d[off] & 0x0f, supported: d[off + 1], id: d.readUInt16BE(off + 2), status: d[off + 5], ports });
-    off += 8 + 4 * count;
-  }
-  return out;
-}
-
-/** VPD 83h -> the target-port-association relative target port and target port group. */
-function portDesignators(d: Buffer): { rtp?: number; tpg?: number } {
-  const out: { rtp?: number; tpg?: number } = {};
-  let off = 4;
-  while (off < 4 + d.readUInt16BE(2)) {
-    const assoc = (d[off + 1] >> 4) & 0x3;
-    const type = d[off + 1] & 0x0f;
-    const len = d[off + 3];
-    if (assoc === 1 && type === 4) out.rtp = d.readUInt16BE(off + 6);
-    if (assoc === 1 && type === 5) out.tpg = d.readUInt16BE(off + 6);
-    off += 4 + len;
-  }
-  return out;
-}
 
 describe('ALUA model (scsi/alua.ts)', () => {
   it('relative target ports: node index x 16 + portal group, distinct, node 0 keeps port 1', () => {
