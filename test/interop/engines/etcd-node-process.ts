@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { REPO_ROOT } from '../harness';
+import type { ItNexus } from '../../../scsi/types';
 import type { EtcdNodeArgs } from './etcd-node';
 
 export interface EtcdNodeProcess {
@@ -50,4 +51,10 @@ export function startEtcdNode(args: EtcdNodeArgs, timeoutMs = 60_000): Promise<E
       reject(new Error(`etcd node ${args.nodeId} exited (${code ?? sig}) before ready; stderr:\n${err}`));
     });
   });
+}
+
+/** The I_T nexus the 'reserve' mode registers (the test rebuilds it to check the holder). */
+export function childNexus(nodeId: string): ItNexus {
+  const initiatorName = `iqn.2026-12.test:${nodeId}`;
+  return { key: `${initiatorName},i,0x1,1`, initiatorName, initiatorPortName: `${initiatorName},i,0x1`, relativeTargetPort: 1, targetPortName: 'iqn.2026-12.test:target,t,0x1' };
 }

@@ -1,0 +1,415 @@
+/**
+ * LuState in etcd (issue 15; scsi/state/lu-state.ts has the contract): the
+ * persistent reservations of one LU, shared by every node serving it, under
+ * /xcopyd/<cluster>/lu/<NAA hex>/:
+ *
+ *  - `pr`: the reservations as Reservations.snapshot() JSON (generation,
+ *    APTPL, registrations, reservation). Every node keeps a replica of it,
+ *    current through a watch started at the revision of its first read, and
+ *    answers the per-command reads (conflicts, PR IN) from it, synchronously.
+ *  - `ua`: unit attention events. A PR OUT writes its registrations' unit
+ *    attentions here in the same transaction as `pr`; raiseUaForAll writes
+ *    one too. Every other node's watch applies them to its own nexuses;
+ *    the writer applies its own at once. Nexus keys stay local: raiseUa(key),
+ *    the queues and the SPC-2 RESERVE(6/10) holder are this node's.
+ *
+ * A PR OUT (changeReservations) runs `change` on a fresh Reservations
+ * restored from the replica, its unit attentions buffered by the sink, and
+ * commits with one transaction: if `pr`'s mod revision is still the one the
+ * replica was read at, put the new `pr` and `ua`; else read `pr` (the fresh
+ * state comes back in the same round trip) and run `change` again, at most
+ * MAX_ATTEMPTS times. A `change` that throws, or changes nothing, is still
+ * checked against the current revision (a transaction with no writes), so a
+ * conflict is never reported from a stale replica. Changes and raiseUaForAll
+ * events of one node are queued (one order, seen so by every node), so only
+ * other nodes' changes cause retries. etcd unreachable, or every attempt
+ * lost: NOT READY, ASYMMETRIC ACCESS STATE TRANSITION (04h/0Ah), which
+ * initiators retry.
+ *
+ * Durability: etcd is the store. A committed transaction is on a quorum of
+ * etcd members' disks before the promise resolves, APTPL or not, so the
+ * LU's persist file is not written (a restarted node reads etcd; a persist
+ * file's reservations only seed etcd when it has no state for the LU yet).
+ * Registrations without APTPL also survive while etcd does: the cluster is
+ * one target whose power is lost only when etcd's state is.
+ *
+ * A holder on a dead node keeps its reservation: nothing here is bound to a
+ * node's lease; only a PR OUT changes `pr`.
+ *
+ * Until the first read has arrived, every command that is not allowed under
+ * every reservation type is told RESERVATION CONFLICT (fail closed); the
+ * composer awaits `ready` before the node accepts logins.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Etcd3, IKeyValue, IWatchResponse, Watcher } from 'etcd3';
+import type { Logger } from 'pino';
+import { CommandFlag } from '../../scsi/command-entry';
+import type { ItNexus } from '../../scsi/types';
+import { SenseError, type UnitAttentionReason } from '../../scsi/sense';
+import { Reservations, type PersistedReservations, type Registration } from '../../scsi/reservations';
+import { LocalLuState } from '../../scsi/state/local-lu-state';
+import type { LuState, LuStateInit, ReservationsView } from '../../scsi/state/lu-state';
+import { keys } from './membership';
+
+/** Attempts of one PR OUT against concurrent changes from other nodes. */
+export const MAX_ATTEMPTS = 32;
+/** Bound on one etcd round trip of a PR OUT; past it the command is told to retry. */
+export const TXN_TIMEOUT_MS = 5_000;
+
+interface WireRegistration {
+  key: string;
+  initiatorPortName: string;
+  relativeTargetPort: number;
+  allTgPt: boolean;
+}
+
+/** The value of the `ua` key: one batch of unit attentions from one LuState instance. */
+export interface UaEvent {
+  origin: string;
+  /** Unit attentions for the nexuses a registration covers (raised by a PR OUT). */
+  regs?: Array<{ reg: WireRegistration; reason: UnitAttentionReason }>;
+  /** A unit attention for every nexus (raiseUaForAll). */
+  all?: UnitAttentionReason;
+}
+
+function wireRegistration(r: Registration): WireRegistration {
+  return { key: r.key.toString(16), initiatorPortName: r.initiatorPortName, relativeTargetPort: r.relativeTargetPort, allTgPt: r.allTgPt };
+}
+
+function fromWire(r: WireRegistration): Registration {
+  return { key: BigInt(`0x${r.key}`), initiatorPortName: r.initiatorPortName, relativeTargetPort: r.relativeTargetPort, allTgPt: r.allTgPt };
+}
+
+/** Reservations whose UAs go nowhere: replicas (their changes were delivered where they were made). */
+const NO_UAS = { toRegistration: () => undefined };
+
+/** The reservations as read from a `pr` value; spc2Holder (local) carried over. */
+function replicaOf(snapshot: PersistedReservations | undefined, spc2Holder: string | undefined): Reservations {
+  const r = new Reservations(NO_UAS);
+  if (snapshot) r.restore(snapshot);
+  r.spc2Holder = spc2Holder;
+  return r;
+}
+
+/** Before the first read: nothing but what every reservation type allows. */
+class NotLoaded extends Reservations {
+  constructor() {
+    super(NO_UAS);
+  }
+  override conflicts(_nexus: ItNexus, flags: number): string | undefined {
+    return flags & CommandFlag.PR_ALLOWED ? undefined : 'shared reservation state not loaded from etcd yet';
+  }
+}
+
+export interface EtcdLuStateOptions {
+  client: Etcd3;
+  cluster: string;
+  nodeId: string;
+  log: Logger;
+}
+
+function naaHex(naa: Buffer): string {
+  return naa.toString('hex');
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer from etcd within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+export class EtcdLuState implements LuState {
+  /** This instance in `ua` events (its own events are applied at once, not again from the watch). */
+  readonly origin: string;
+  /** Resolves once the first read is in (the replica is current as of `revision`). */
+  readonly ready: Promise<void>;
+  /** The etcd revision the replica has caught up to (its first read, then the watch). */
+  revision = 0;
+  /** The etcd revision of this instance's last PR OUT transaction. */
+  committedRevision = 0;
+  /** Commits that had to run `change` again (a conflict with another node). */
+  retries = 0;
+
+  private replica: Reservations;
+  /** mod revision of `pr` the replica reflects (0: no state yet). */
+  private prRev = 0;
+  private loaded = false;
+  private closed = false;
+  private readonly local: LocalLuState;
+  private readonly prKey: string;
+  private readonly uaKey: string;
+  private readonly prefix: string;
+  private readonly log: Logger;
+  private watcher: Watcher | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly waiters = new Set<{ rev: number; resolve: () => void }>();
+
+  constructor(
+    init: LuStateInit,
+    private readonly o: EtcdLuStateOptions,
+  ) {
+    this.prefix = keys.lu(o.cluster, naaHex(init.naa));
+    this.prKey = `${this.prefix}pr`;
+    this.uaKey = `${this.prefix}ua`;
+    this.origin = `${o.nodeId}/${randomUUID()}`;
+    this.log = o.log.child({ component: 'etcd-lu-state', naa: naaHex(init.naa) });
+    this.local = new LocalLuState({ naa: init.naa, canPersist: false, persist: () => Promise.resolve() });
+    this.replica = new NotLoaded();
+    this.ready = this.load(init.persisted);
+    this.ready.catch(() => undefined);
+  }
+
+  get reservations(): ReservationsView {
+    return this.replica;
+  }
+
+  /** Resolves once the replica has caught up to etcd revision `rev` (or rejects after `ms`). */
+  waitForRevision(rev: number, ms = 10_000): Promise<void> {
+    if (this.revision >= rev) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const w = {
+        rev,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(w);
+        reject(new Error(`replica at revision ${this.revision}, not ${rev}, after ${ms} ms`));
+      }, ms);
+      this.waiters.add(w);
+    });
+  }
+
+  /**
+   * Resolves once the replica has every change made to this LU's keys before the call (a
+   * read of their mod revisions from etcd, then the watch): for a reader that was told
+   * nothing of the change, e.g. a node that took over from a dead one.
+   */
+  async sync(ms = 10_000): Promise<void> {
+    await this.ready;
+    const res = await withTimeout(this.o.client.getAll().prefix(this.prefix).exec(), ms, 'sync');
+    const latest = Math.max(0, ...res.kvs.map((kv) => Number(kv.mod_revision)));
+    await this.waitForRevision(latest, ms);
+  }
+
+  private progressed(rev: number): void {
+    if (rev <= this.revision) return;
+    this.revision = rev;
+    for (const w of [...this.waiters]) {
+      if (w.rev <= rev) {
+        this.waiters.delete(w);
+        w.resolve();
+      }
+    }
+  }
+
+  // ---- the replica ------------------------------------------------------------------------
+
+  private async load(persisted: PersistedReservations | undefined): Promise<void> {
+    const { client } = this.o;
+    for (let attempt = 0; !this.closed; attempt++) {
+      try {
+        if (persisted?.aptpl) {
+          // A persist file from before the cluster seeds etcd once; etcd's state wins after that.
+          const r = await client.if(this.prKey, 'Create', '==', 0).then(client.put(this.prKey).value(JSON.stringify(persisted))).commit();
+          if (r.succeeded) this.log.info('APTPL reservations from the persist file seeded into etcd');
+        }
+        const res = await client.get(this.prKey).exec();
+        const rev = Number(res.header.revision);
+        this.applyPr(res.kvs[0]);
+        this.loaded = true;
+        this.progressed(rev);
+        const w = await client.watch().prefix(this.prefix).startRevision(String(rev + 1)).create();
+        if (this.closed) {
+          await w.cancel();
+          return;
+        }
+        this.watcher = w;
+        w.on('data', (r: IWatchResponse) => this.onWatch(r));
+        w.on('error', (err) => this.log.warn({ err: String(err) }, 'watch error'));
+        return;
+      } catch (err) {
+        if (this.closed) return;
+        this.log.warn({ err: String(err), attempt }, 'loading the reservations from etcd failed; retrying');
+        await new Promise((r) => setTimeout(r, Math.min(5_000, 100 * 2 ** Math.min(attempt, 6))));
+      }
+    }
+  }
+
+  /** Adopt a `pr` key-value (undefined: absent) unless the replica is already newer. */
+  private applyPr(kv: IKeyValue | undefined): void {
+    const modRev = kv ? Number(kv.mod_revision) : 0;
+    if (this.loaded && kv && modRev <= this.prRev) return;
+    const snapshot = kv ? (JSON.parse(kv.value.toString()) as PersistedReservations) : undefined;
+    this.replica = replicaOf(snapshot, this.replica.spc2Holder);
+    this.prRev = modRev;
+  }
+
+  private onWatch(r: IWatchResponse): void {
+    for (const ev of r.events) {
+      const key = ev.kv.key.toString();
+      if (key === this.prKey) {
+        if (ev.type === 'Put') this.applyPr(ev.kv);
+        else {
+          this.replica = replicaOf(undefined, this.replica.spc2Holder);
+          this.prRev = 0; // an absent key compares as mod revision 0
+        }
+      } else if (key === this.uaKey && ev.type === 'Put') {
+        let e: UaEvent;
+        try {
+          e = JSON.parse(ev.kv.value.toString()) as UaEvent;
+        } catch {
+          this.log.warn('unreadable unit attention event ignored');
+          continue;
+        }
+        if (e.origin !== this.origin) this.applyUas(e);
+      }
+    }
+    this.progressed(Number(r.header.revision));
+  }
+
+  private applyUas(e: UaEvent): void {
+    for (const x of e.regs ?? []) this.local.raiseUaForRegistration(fromWire(x.reg), x.reason);
+    if (e.all) this.local.raiseUaForAll(e.all);
+  }
+
+  // ---- PR OUT -----------------------------------------------------------------------------
+
+  changeReservations<T>(change: (r: Reservations) => T): Promise<T> {
+    return this.changeReservationsAt(change).then((x) => x.out);
+  }
+
+  /**
+   * changeReservations, also giving the etcd revision the change committed at (or, when it
+   * threw or changed nothing, the revision whose state it ran against): PR OUTs from every
+   * node, ordered by it, replay to the same state (the linearizability test).
+   */
+  changeReservationsAt<T>(change: (r: Reservations) => T): Promise<{ out: T; revision: number; wrote: boolean }> {
+    const run = () => this.commit(change);
+    const next = this.queue.then(run, run);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async commit<T>(change: (r: Reservations) => T): Promise<{ out: T; revision: number; wrote: boolean }> {
+    const { client } = this.o;
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      if (this.closed) throw new SenseError('LU_NOT_ACCESSIBLE_TRANSITIONING');
+      const base = this.replica;
+      const baseRev = this.prRev;
+      const uas: Array<{ reg: WireRegistration; reason: UnitAttentionReason }> = [];
+      const copy = new Reservations({ toRegistration: (reg, reason) => uas.push({ reg: wireRegistration(reg), reason }) });
+      copy.restore(base.snapshot());
+      copy.spc2Holder = base.spc2Holder;
+      let out: T | undefined;
+      let threw: { err: unknown } | undefined;
+      try {
+        out = change(copy);
+      } catch (err) {
+        threw = { err };
+      }
+      const after = JSON.stringify(copy.snapshot());
+      const writes = !threw && (after !== JSON.stringify(base.snapshot()) || uas.length > 0);
+      const ops = writes ? [client.put(this.prKey).value(after)] : [];
+      if (writes && uas.length > 0) ops.push(client.put(this.uaKey).value(JSON.stringify({ origin: this.origin, regs: uas } satisfies UaEvent)));
+      let res;
+      try {
+        res = await withTimeout(
+          client.if(this.prKey, 'Mod', '==', baseRev).then(...ops).else(client.get(this.prKey)).commit(),
+          TXN_TIMEOUT_MS,
+          'PR OUT',
+        );
+      } catch (err) {
+        this.log.error({ err: String(err) }, 'PR OUT transaction failed');
+        throw new SenseError('LU_NOT_ACCESSIBLE_TRANSITIONING');
+      }
+      if (res.succeeded) {
+        const revision = Number(res.header.revision);
+        this.committedRevision = revision;
+        if (threw) throw Object.assign(threw.err as object, { revision });
+        if (writes) {
+          this.replica = copy;
+          this.prRev = revision;
+          this.applyUas({ origin: this.origin, regs: uas });
+        } else {
+          this.replica.spc2Holder = copy.spc2Holder; // RESERVE/RELEASE(6/10): local
+        }
+        return { out: out as T, revision, wrote: writes };
+      }
+      // Another node changed `pr` since the replica was read: take the fresh state, run again.
+      this.retries++;
+      const fresh = res.responses[0]?.response_range?.kvs[0];
+      if (fresh) this.applyPr(fresh);
+      else {
+        this.replica = replicaOf(undefined, this.replica.spc2Holder);
+        this.prRev = 0;
+      }
+      if (attempt >= 2) await new Promise((r) => setTimeout(r, Math.random() * 5 * attempt));
+    }
+    this.log.error({ attempts: MAX_ATTEMPTS }, 'PR OUT lost every attempt to concurrent changes');
+    throw new SenseError('LU_NOT_ACCESSIBLE_TRANSITIONING');
+  }
+
+  // ---- nexuses and unit attentions (local queues) -----------------------------------------
+
+  attachNexus(nexus: ItNexus, reason: UnitAttentionReason): void {
+    this.local.attachNexus(nexus, reason);
+  }
+
+  detachNexus(nexusKey: string): void {
+    this.local.detachNexus(nexusKey);
+    this.replica.dropSpc2(nexusKey);
+  }
+
+  reset(reason: UnitAttentionReason): void {
+    this.replica.dropSpc2();
+    this.raiseUaForAll(reason);
+  }
+
+  raiseUa(nexusKey: string, reason: UnitAttentionReason): void {
+    this.local.raiseUa(nexusKey, reason);
+  }
+
+  raiseUaForAll(reason: UnitAttentionReason, exceptKey?: string): void {
+    this.local.raiseUaForAll(reason, exceptKey);
+    if (this.closed) return;
+    const e: UaEvent = { origin: this.origin, all: reason };
+    // In the queue of this node's PR OUTs: every node sees this and them in the order made here.
+    const send = () =>
+      withTimeout(this.o.client.put(this.uaKey).value(JSON.stringify(e)).exec(), TXN_TIMEOUT_MS, 'unit attention').then(
+        () => undefined,
+        (err: unknown) => this.log.error({ err: String(err), reason }, 'unit attention for every node not sent to etcd'),
+      );
+    this.queue = this.queue.then(send, send);
+  }
+
+  /** Resolves once every unit attention and PR OUT this node made so far has been sent to etcd. */
+  flush(): Promise<void> {
+    return this.queue.then(() => undefined);
+  }
+
+  takeUa(nexusKey: string): UnitAttentionReason | undefined {
+    return this.local.takeUa(nexusKey);
+  }
+
+  nexusKeysCovering(regs: readonly Registration[]): Set<string> {
+    return this.local.nexusKeysCovering(regs);
+  }
+
+  /** Whether the first read is in. */
+  get isLoaded(): boolean {
+    return this.loaded;
+  }
+
+  /** Stop the watch (the LU goes away, or the cluster closes). */
+  async close(): Promise<void> {
+    this.closed = true;
+    const w = this.watcher;
+    this.watcher = undefined;
+    await w?.cancel().catch(() => undefined);
+  }
+}
