@@ -7,8 +7,10 @@
  * not advertise the features. copyRange is the third-party copy data mover
  * (./copy-range.ts).
  */
+import * as fs from 'node:fs';
 import { promises as fsp, constants as fsc } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
+import { performance } from 'node:perf_hooks';
 import type { BackingStore, CopyRangeResult, WriteOptions } from '../../scsi/backing-store';
 import { copyFileRange, type CopyFile, type FileCopyRangeOptions } from './copy-range';
 import { writeLane, type WriteLane } from './write-lane';
@@ -24,6 +26,52 @@ export type { FileCopyRangeOptions } from './copy-range';
  * (a 256 KiB memcpy is tens of microseconds); larger ones go to the pool.
  */
 const NOWAIT_READ_MAX = 256 * 1024;
+
+/**
+ * Inline writes. A small write that covers whole pages is written on the event-loop thread
+ * (one pwrite into the page cache: a few microseconds for 4 KiB) when nothing else is
+ * writing: no write of this store in flight, the write lane idle, and no inline write yet in
+ * this turn of the event loop. At queue depth 1 this saves the two thread wake-ups a lane
+ * write costs (event loop -> lane worker -> event loop, tens of microseconds each on a VM:
+ * the QD1 gap in test/bench/WRITE-ANALYSIS.md). Writes that arrive together (several in one
+ * turn, or while others are in flight) go to the lane, which batches them, so deeper queues
+ * keep the event loop free for the network.
+ *
+ * Whole pages only: a write into part of a page that is not cached makes the kernel read the
+ * page first (read-modify-write), which is disk I/O. Buffered writes have no RWF_NOWAIT on
+ * ext4 (EOPNOTSUPP on 6.18), so a pwrite can still wait, for dirty-page throttling or a
+ * journal commit. Two inline writes in a row that took longer than INLINE_SLOW_MS, or one
+ * longer than INLINE_STALL_MS, turn inline writes off, for every store, for
+ * INLINE_BACKOFF_MS. Not one slow write: on a loaded machine a thread preempted inside the
+ * syscall looks slow too (measured at load 6: 4 KiB pwrite p50 5-18 us, p99 30-60 us, yet
+ * 0.1-0.3 % over 1 ms, up to 11 ms), and one in a few hundred would keep the path off;
+ * throttling makes every write slow. XCOPYD_INLINE_WRITES=0 turns inline writes off.
+ */
+export const INLINE_WRITE_MAX = 64 * 1024;
+const PAGE_BYTES = 4096;
+export const INLINE_SLOW_MS = 1;
+export const INLINE_STALL_MS = 20;
+export const INLINE_BACKOFF_MS = 1000;
+/** Process-wide: the event loop is one. */
+const inline = {
+  on: process.env.XCOPYD_INLINE_WRITES !== '0',
+  /** An inline write happened in this turn of the event loop (cleared by setImmediate). */
+  thisTurn: false,
+  /** performance.now() before which no write goes inline (after slow ones). */
+  offUntil: 0,
+  /** The last inline write took longer than INLINE_SLOW_MS. */
+  lastSlow: false,
+};
+const endTurn = (): void => {
+  inline.thisTurn = false;
+};
+
+/** How this store's writes went (tests, metrics): on the event loop, the write lane, the thread pool. */
+export interface WritePathCounts {
+  inline: number;
+  lane: number;
+  pool: number;
+}
 
 export interface FileStoreOptions {
   path: string;
@@ -83,6 +131,10 @@ export class FileStore implements BackingStore {
   /** Lane writes not yet settled; close() waits for them (the worker writes to our fd number). */
   private laneWrites = 0;
   private laneDrained: (() => void) | null = null;
+  /** Lane and thread-pool writes in flight (an inline write never overtakes one). */
+  private writesInFlight = 0;
+  /** How the writes went (tests, metrics). */
+  readonly writePaths: WritePathCounts = { inline: 0, lane: 0, pool: 0 };
   /** Copies reading or writing this file's fd; close() waits for them too (their calls run on other threads). */
   private copies = 0;
   private copiesDrained: (() => void) | null = null;
@@ -217,9 +269,52 @@ export class FileStore implements BackingStore {
 
   async write(offset: number, data: Buffer, options: WriteOptions = {}): Promise<void> {
     if (this.readOnly) throw Object.assign(new Error(`${this.path} is read-only`), { code: 'EROFS' });
+    if (this.mayInline(offset, data.length)) {
+      this.writeInline(offset, data);
+    } else {
+      this.writesInFlight++;
+      try {
+        await this.writeQueued(offset, data);
+      } finally {
+        this.writesInFlight--;
+      }
+    }
+    if (options.fua) await this.fh.datasync();
+  }
+
+  /** See INLINE_WRITE_MAX. */
+  private mayInline(offset: number, length: number): boolean {
+    return inline.on && !inline.thisTurn && this.writesInFlight === 0 && !this.closed &&
+      length <= INLINE_WRITE_MAX && length > 0 && offset % PAGE_BYTES === 0 && length % PAGE_BYTES === 0 &&
+      (this.lane === null || this.lane.pending === 0) && (inline.offUntil === 0 || performance.now() >= inline.offUntil);
+  }
+
+  /** pwrite on this thread, resuming a short write; a failure throws Node's error (code ENOSPC, EIO...), as the pool's does. */
+  private writeInline(offset: number, data: Buffer): void {
+    inline.thisTurn = true;
+    setImmediate(endTurn);
+    this.writePaths.inline++;
+    const t0 = performance.now();
+    try {
+      for (let done = 0; done < data.length;) done += fs.writeSync(this.fh.fd, data, done, data.length - done, offset + done);
+    } finally {
+      const t1 = performance.now();
+      const slow = t1 - t0 > INLINE_SLOW_MS;
+      if ((slow && inline.lastSlow) || t1 - t0 > INLINE_STALL_MS) {
+        inline.offUntil = t1 + INLINE_BACKOFF_MS;
+        inline.lastSlow = false;
+      } else {
+        inline.lastSlow = slow;
+      }
+    }
+  }
+
+  /** The write lane when it takes the write, else (or when its worker died) the thread pool. */
+  private async writeQueued(offset: number, data: Buffer): Promise<void> {
     let done = 0;
     const viaLane = this.closed ? null : this.lane?.submit(this.fh.fd, offset, data);
     if (viaLane) {
+      this.writePaths.lane++;
       this.laneWrites++;
       let res: number;
       try {
@@ -230,11 +325,11 @@ export class FileStore implements BackingStore {
       if (res < 0) throw errnoError('pwrite', -res, this.path);
       if (res === data.length) done = data.length; // else LANE_LOST: the loop below writes it again
     }
+    if (done < data.length) this.writePaths.pool++;
     while (done < data.length) {
       const { bytesWritten } = await this.fh.write(data, done, data.length - done, offset + done);
       done += bytesWritten;
     }
-    if (options.fua) await this.fh.datasync();
   }
 
   async flush(): Promise<void> {

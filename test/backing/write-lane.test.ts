@@ -96,11 +96,13 @@ describe('FileStore through the write lane', () => {
     const small = crypto.randomBytes(4096);
     const large = crypto.randomBytes(SLOT_BYTES * 3);
     const before = writeLane().pending;
-    const p = store.write(8192, small);
+    // Not on a page boundary, so not an inline write (./inline-write.test.ts): the lane's.
+    const p = store.write(8192 + 512, small);
     expect(writeLane().pending).toBe(before + 1); // taken by the lane, synchronously
     await p;
     await store.write(1 << 20, large);
-    expect((await store.read(8192, 4096)).equals(small)).toBe(true);
+    expect(store.writePaths).toEqual({ inline: 0, lane: 1, pool: 1 });
+    expect((await store.read(8192 + 512, 4096)).equals(small)).toBe(true);
     expect((await store.read(1 << 20, large.length)).equals(large)).toBe(true);
     await store.close();
   });
@@ -122,10 +124,11 @@ describe('FileStore through the write lane', () => {
     try {
       const store = await FileStore.open({ path: tempFile(1 << 20) });
       const before = writeLane().pending;
-      const p = store.write(0, Buffer.alloc(4096, 3));
+      const p = store.write(512, Buffer.alloc(4096, 3));
       expect(writeLane().pending).toBe(before);
       await p;
-      expect((await store.read(0, 4096)).equals(Buffer.alloc(4096, 3))).toBe(true);
+      expect(store.writePaths).toEqual({ inline: 0, lane: 0, pool: 1 });
+      expect((await store.read(512, 4096)).equals(Buffer.alloc(4096, 3))).toBe(true);
       await store.close();
     } finally {
       delete process.env.XCOPYD_WRITE_LANE;
