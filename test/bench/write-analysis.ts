@@ -18,13 +18,23 @@
  *  4. With --perf: `perf record -g` of each target during each pattern (xcopyd started with
  *     NODE_OPTIONS=--perf-basic-prof so JIT frames have names), the top symbols printed.
  *
+ *  5. Thread switches per command: voluntary context switches (a thread went to sleep and
+ *     was woken: one wake-up each) and involuntary ones, summed over the target's threads from
+ *     /proc/PID/task/TID/status before and after the same fixed-count run.
+ *
+ * --patterns KEY,... picks patterns (default: the three above; QD1 ones: 4k-seq-write-qd1,
+ * 4k-rand-write-qd1, 4k-rand-read-qd1). --ab-env NAME=VALUE starts a second xcopyd with that
+ * variable set (e.g. XCOPYD_INLINE_WRITES=0) measured in the same run, for a before/after.
+ *
  *   npx ts-node --transpile-only test/bench/write-analysis.ts [--count4k N] [--count1m N] [--no-strace] [--perf]
+ *       [--patterns KEY,...] [--ab-env NAME=VALUE] [--no-login]
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { loadavg } from 'node:os';
 import * as path from 'node:path';
 import { findInPath, makeRunDir, requireTarget, run, sleep, startTarget, type Target, type TargetKind } from '../interop/harness';
+import { LOGIN_KEYS, loginKeys, tgtSameTerms } from './run';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -48,17 +58,28 @@ interface Pattern {
   depth: number;
   step?: number;
   count: number;
+  read?: boolean;
 }
-const PATTERNS: Pattern[] = [
+const STRIDE_4K = 104_729 * 4096;
+const ALL_PATTERNS: Pattern[] = [
   { key: '4k-seq-write-qd16', size: 4 * KiB, depth: 16, count: COUNT_4K },
   { key: '1m-seq-write-qd8', size: MiB, depth: 8, count: COUNT_1M },
-  { key: '4k-rand-write-qd16', size: 4 * KiB, depth: 16, step: 104_729 * 4096, count: COUNT_4K },
+  { key: '4k-rand-write-qd16', size: 4 * KiB, depth: 16, step: STRIDE_4K, count: COUNT_4K },
+  { key: '4k-seq-write-qd1', size: 4 * KiB, depth: 1, count: Math.round(COUNT_4K / 4) },
+  { key: '4k-rand-write-qd1', size: 4 * KiB, depth: 1, step: STRIDE_4K, count: Math.round(COUNT_4K / 4) },
+  { key: '4k-rand-read-qd1', size: 4 * KiB, depth: 1, step: STRIDE_4K, count: Math.round(COUNT_4K / 4), read: true },
 ];
+const patternArg = args.includes('--patterns') ? args[args.indexOf('--patterns') + 1].split(',') : undefined;
+for (const k of patternArg ?? []) if (!ALL_PATTERNS.some((p) => p.key === k)) throw new Error(`--patterns: ${k}? (${ALL_PATTERNS.map((p) => p.key).join(', ')})`);
+const PATTERNS = patternArg ? ALL_PATTERNS.filter((p) => patternArg.includes(p.key)) : ALL_PATTERNS.slice(0, 3);
+/** A second xcopyd with this environment variable set, measured beside the first. */
+const AB_ENV = args.includes('--ab-env') ? args[args.indexOf('--ab-env') + 1] : undefined;
+const LOGIN = !args.includes('--no-login');
 
 const load1 = () => loadavg()[0].toFixed(1);
 
 function benchArgs(p: Pattern, url: string, count = p.count): string[] {
-  const a = ['bench', '-f', 'raw', '-t', 'none', '-w', '--pattern=165', '-c', String(count), '-d', String(p.depth), '-s', String(p.size)];
+  const a = ['bench', '-f', 'raw', '-t', 'none', ...(p.read ? [] : ['-w', '--pattern=165']), '-c', String(count), '-d', String(p.depth), '-s', String(p.size)];
   if (p.step) a.push('-S', String(p.step));
   a.push(url);
   return a;
@@ -84,35 +105,38 @@ function threadTicks(pid: number): Map<string, number> {
   return out;
 }
 
+/** Voluntary context switches (wake-ups) by thread (`name/tid`), and involuntary ones summed, of `pid`. */
+function threadSwitches(pid: number): { voluntary: Map<string, number>; involuntary: number } {
+  const voluntary = new Map<string, number>();
+  let involuntary = 0;
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    let st: string;
+    try {
+      st = fs.readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
+    } catch {
+      continue; // the thread went
+    }
+    const name = `${/^Name:\s+(.*)$/m.exec(st)?.[1] ?? '?'}/${tid === String(pid) ? 'main' : tid}`;
+    voluntary.set(name, Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(st)?.[1] ?? 0));
+    involuntary += Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(st)?.[1] ?? 0);
+  }
+  return { voluntary, involuntary };
+}
+
 function diff(a: Map<string, number>, b: Map<string, number>): Map<string, number> {
   const d = new Map<string, number>();
   for (const [k, v] of b) d.set(k, v - (a.get(k) ?? 0));
   return d;
 }
 
-/** The login keys libiscsi sends (offer) and the target answers, from strace of `qemu-img info`. */
-async function loginKeys(t: Target, dir: string): Promise<{ offer: Record<string, string>; answer: Record<string, string> }> {
-  const trace = path.join(dir, `login-${t.kind}.strace`);
-  await run('strace', ['-f', '-s', '8192', '-e', 'trace=sendto,sendmsg,write,writev,recvfrom,recvmsg,read', '-o', trace,
-    'qemu-img', 'info', '-f', 'raw', t.url(t.dataLuns[0])], { timeoutMs: 60_000 });
-  const offer: Record<string, string> = {};
-  const answer: Record<string, string> = {};
-  for (const line of fs.readFileSync(trace, 'utf8').split('\n')) {
-    const m = /^\d+\s+(\w+)\(/.exec(line);
-    if (!m) continue;
-    const into = /^(send|write)/.test(m[1]) ? offer : /^(recv|read)/.test(m[1]) ? answer : undefined;
-    if (!into) continue;
-    for (const kv of line.matchAll(/([A-Z][A-Za-z0-9]+)=([^\\"]*)\\0/g)) into[kv[1]] = kv[2];
-  }
-  return { offer, answer };
-}
-
 async function cpuPerCommand(t: Target, p: Pattern, logFile: string) {
   // no writeback of an earlier run's dirty pages (2 GiB after the fills) inside this one
   await run('sync', [], { timeoutMs: 120_000 });
   const before = threadTicks(t.pid);
+  const sw0 = threadSwitches(t.pid);
   const r = await run('/usr/bin/time', ['-f', 'CLIENTCPU %U %S', 'qemu-img', ...benchArgs(p, t.url(t.dataLuns[0]))], { timeoutMs: TIMEOUT_MS, logFile });
   const after = threadTicks(t.pid);
+  const sw1 = threadSwitches(t.pid);
   const secs = /Run completed in ([\d.]+) seconds/.exec(r.stdout)?.[1];
   const c = /CLIENTCPU ([\d.]+) ([\d.]+)/.exec(r.stderr);
   const perThread = [...diff(before, after)].filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1]);
@@ -122,11 +146,15 @@ async function cpuPerCommand(t: Target, p: Pattern, logFile: string) {
     targetUsPerCmd: (total * TICK_US) / p.count,
     perThread: perThread.map(([k, v]) => `${k} ${((v * TICK_US) / p.count).toFixed(1)}`).join(', '),
     clientUsPerCmd: c ? ((Number(c[1]) + Number(c[2])) * 1e6) / p.count : NaN,
+    wakeupsPerCmd: [...diff(sw0.voluntary, sw1.voluntary).values()].reduce((a, b) => a + b, 0) / p.count,
+    wakeups: [...diff(sw0.voluntary, sw1.voluntary)].filter(([, v]) => v / p.count >= 0.05).sort((a, b) => b[1] - a[1])
+      .map(([k, v]) => `${k} ${(v / p.count).toFixed(2)}`).join(', '),
+    preemptionsPerCmd: (sw1.involuntary - sw0.involuntary) / p.count,
   };
 }
 
 async function syscallsPerCommand(t: Target, p: Pattern, dir: string, logFile: string) {
-  const out = path.join(dir, `strace-c-${t.kind}-${p.key}.txt`);
+  const out = path.join(dir, `strace-c-${t.kind}-${t.port}-${p.key}.txt`);
   const count = Math.max(64, Math.round(p.count / 4));
   const child = spawn('strace', ['-c', '-f', '-p', String(t.pid), '-o', out], { stdio: 'ignore' });
   try {
@@ -156,7 +184,7 @@ async function syscallsPerCommand(t: Target, p: Pattern, dir: string, logFile: s
 }
 
 async function perfTop(t: Target, p: Pattern, dir: string, logFile: string): Promise<string> {
-  const data = path.join(dir, `perf-${t.kind}-${p.key}.data`);
+  const data = path.join(dir, `perf-${t.kind}-${t.port}-${p.key}.data`);
   const child = spawn('perf', ['record', '-F', '499', '-g', '-p', String(t.pid), '-o', data], { stdio: 'ignore' });
   try {
     await sleep(1000);
@@ -185,37 +213,58 @@ async function main(): Promise<number> {
   const dir = makeRunDir('write-analysis');
   const logFile = path.join(dir, 'qemu-img.log');
   const targets: Target[] = [];
+  const label = new Map<Target, string>();
   try {
     if (PERF) process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --perf-basic-prof`.trim();
     targets.push(await startTarget({ name: 'write-analysis', lunSize: GiB }, 'xcopyd'));
+    label.set(targets[0], 'xcopyd');
+    if (AB_ENV) {
+      const [name, value] = AB_ENV.split('=');
+      const saved = process.env[name];
+      process.env[name] = value;
+      try {
+        const t = await startTarget({ name: 'write-analysis', lunSize: GiB }, 'xcopyd');
+        targets.push(t);
+        label.set(t, `xcopyd ${AB_ENV}`);
+      } finally {
+        if (saved === undefined) delete process.env[name];
+        else process.env[name] = saved;
+      }
+    }
     if (PERF) process.env.NODE_OPTIONS = process.env.NODE_OPTIONS?.replace('--perf-basic-prof', '').trim();
-    targets.push(await startTarget({ name: 'write-analysis', lunSize: GiB }, 'tgt'));
+    const tg = await startTarget({ name: 'write-analysis', lunSize: GiB }, 'tgt');
+    targets.push(tg);
+    label.set(tg, 'tgtd');
+    const refused = await tgtSameTerms(tg, logFile);
+    if (refused.length) console.log(`tgtadm refused: ${refused.join('; ')}`);
     console.log(`# write-analysis (${dir}), load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
     for (const t of targets) {
       // allocate the whole LUN first, as the bench's warm-up does
       await run('qemu-img', benchArgs({ key: 'fill', size: MiB, depth: 16, count: GiB / MiB }, t.url(t.dataLuns[0])), { timeoutMs: TIMEOUT_MS, logFile });
       // and warm the 4 KiB path (JIT) so the first pattern measured does not pay for it
-      await run('qemu-img', benchArgs(PATTERNS[2], t.url(t.dataLuns[0]), 10_000), { timeoutMs: TIMEOUT_MS, logFile });
-      const { offer, answer } = await loginKeys(t, dir);
-      const keys = ['InitialR2T', 'ImmediateData', 'FirstBurstLength', 'MaxBurstLength', 'MaxRecvDataSegmentLength', 'MaxOutstandingR2T', 'HeaderDigest', 'DataDigest'];
-      console.log(`\n## ${t.kind} (pid ${t.pid})\nlogin keys, offer -> answer:`);
-      for (const k of keys) console.log(`  ${k}: ${offer[k] ?? '-'} -> ${answer[k] ?? '(not answered: default)'}`);
+      await run('qemu-img', benchArgs(ALL_PATTERNS[2], t.url(t.dataLuns[0]), 10_000), { timeoutMs: TIMEOUT_MS, logFile });
+      const lk = LOGIN ? await loginKeys(t, dir) : null;
+      console.log(`\n## ${label.get(t)} (pid ${t.pid})`);
+      if (lk) {
+        console.log('login keys, offer -> answer:');
+        for (const k of LOGIN_KEYS) console.log(`  ${k}: ${lk.offer[k] ?? '-'} -> ${lk.answer[k] ?? '(not answered: default)'}`);
+      }
     }
     for (const p of PATTERNS) {
       console.log(`\n## ${p.key}, ${p.count} commands`);
       for (const t of targets) {
         const c = await cpuPerCommand(t, p, logFile);
-        console.log(`  ${t.kind}: ${c.seconds} s (load ${load1()}); target CPU ${c.targetUsPerCmd.toFixed(1)} us/cmd [${c.perThread}]; ` +
-          `client CPU ${c.clientUsPerCmd.toFixed(1)} us/cmd`);
+        console.log(`  ${label.get(t)}: ${c.seconds} s (load ${load1()}); target CPU ${c.targetUsPerCmd.toFixed(1)} us/cmd [${c.perThread}]; ` +
+          `wake-ups ${c.wakeupsPerCmd.toFixed(2)}/cmd [${c.wakeups}], preemptions ${c.preemptionsPerCmd.toFixed(2)}/cmd; client CPU ${c.clientUsPerCmd.toFixed(1)} us/cmd`);
       }
       if (STRACE) {
         for (const t of targets) {
           const s = await syscallsPerCommand(t, p, dir, logFile);
-          console.log(`  ${t.kind}: syscalls per command (strace -c, ${s.count} commands): ${s.total.toFixed(2)} [${s.top}]`);
+          console.log(`  ${label.get(t)}: syscalls per command (strace -c, ${s.count} commands): ${s.total.toFixed(2)} [${s.top}]`);
         }
       }
       if (PERF) {
-        for (const t of targets) console.log(`  ${t.kind}: perf top symbols (self):\n${await perfTop(t, p, dir, logFile)}`);
+        for (const t of targets) console.log(`  ${label.get(t)}: perf top symbols (self):\n${await perfTop(t, p, dir, logFile)}`);
       }
     }
   } finally {
