@@ -12,7 +12,7 @@
  * Sections:
  *   writes: 4 KiB sequential and "random" writes at queue depth 1, 16 and 32 (commands/s),
  *     1 MiB sequential writes at queue depth 8 and 16 (MB/s, 10^6 bytes/s).
- *   reads: 4 KiB random read at QD16 (commands/s), 1 MiB sequential read at QD16 (MB/s).
+ *   reads: 4 KiB random read at QD1 and QD16 (commands/s), 1 MiB sequential read at QD16 (MB/s).
  *   copy (xcopyd only; tgtd has no EXTENDED COPY): 1 GiB `qemu-img convert -C -n -m 1` vs a
  *     raw copy_file_range of the same files vs a host copy (`qemu-img convert -n` over
  *     iscsi://), and the per-command cost of EXTENDED COPY and PT+RRTI+WUT of 64 KiB, 2 MiB and
@@ -102,6 +102,7 @@ function metrics(scale: number): Metric[] {
     m4k('rand', 32, true, 100_000),
     m1m(8, true),
     m1m(16, true),
+    m4k('rand', 1, false, 10_000),
     m4k('rand', 16, false, 100_000),
     m1m(16, false),
   ];
