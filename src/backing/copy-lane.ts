@@ -16,10 +16,15 @@
  *  - each worker lowers its own nice value (setpriority on its thread id,
  *    default +10), so the event loop and the write lane win the CPU whenever
  *    they have work: a copy only gets what small commands leave;
- *  - a call is one message each way; the worker makes it synchronously. A
- *    small copy of allocated data (LibC.copyDataAsync) is one call: the
- *    worker checks SEEK_DATA/SEEK_HOLE and copies, one round trip instead of
- *    three (issue 12).
+ *  - a call goes to its worker through shared memory: the event loop writes
+ *    the call's numbers into the worker's slot and wakes it with
+ *    Atomics.notify (the worker sleeps in Atomics.wait, no event loop); the
+ *    worker makes the call synchronously, writes the result into the slot
+ *    and posts one small message back. A postMessage of the call itself cost
+ *    the event loop ~20 us of serialization and the worker a turn of its
+ *    event loop per call (issue 12). A small copy of allocated data
+ *    (LibC.copyDataAsync) is one call: the worker checks SEEK_DATA/SEEK_HOLE
+ *    and copies, one round trip instead of three (issue 12).
  *
  * A worker that dies hands its call back to koffi's async path (every call
  * here is idempotent: explicit offsets, no file position), and the lane is
@@ -35,6 +40,17 @@ const OP_FALLOCATE = 1;
 const OP_COPY_FILE_RANGE = 2;
 const OP_CLONE = 3;
 const OP_COPY_DATA = 4;
+
+/** A worker's control words (Int32): the sequence number of the call posted, and of the call answered. */
+const CTL_POSTED = 0;
+const CTL_ANSWERED = 1;
+const CTL_STOP = 2;
+const CTL_WORDS = 4;
+/** A worker's slot (Float64): the call [op, a, b, c, d, e, f], then its result and errno. */
+const SLOT_CALL = 0;
+const SLOT_RES = 7;
+const SLOT_ERRNO = 8;
+const SLOT_WORDS = 9;
 
 const WORKER_SOURCE = `
 'use strict';
@@ -74,13 +90,8 @@ function copyData(s, a, d, o, e, checkHoles) {
   }
   return [done, 0];
 }
-parentPort.on('message', (m) => {
-  const [id, op, a, b, c, d, e, f] = m;
-  if (op === ${OP_COPY_DATA}) {
-    const [copied, errno] = copyData(a, b, c, d, e, f === 1);
-    parentPort.postMessage([id, copied, errno]);
-    return;
-  }
+function call(op, a, b, c, d, e, f) {
+  if (op === ${OP_COPY_DATA}) return copyData(a, b, c, d, e, f === 1);
   let r;
   switch (op) {
     case ${OP_LSEEK}: r = lseek(a, b, c); break;
@@ -90,11 +101,27 @@ parentPort.on('message', (m) => {
     default: r = -1;
   }
   r = num(r);
-  parentPort.postMessage([id, r, r < 0 ? koffi.errno() : 0]);
-});
+  return [r, r < 0 ? koffi.errno() : 0];
+}
+const C = new Int32Array(workerData.ctl);
+const S = new Float64Array(workerData.slot);
+let answered = 0;
+for (;;) {
+  // Sleep until the event loop posts a call (or asks us to stop).
+  Atomics.wait(C, ${CTL_POSTED}, answered);
+  if (Atomics.load(C, ${CTL_STOP}) === 1) break;
+  const seq = Atomics.load(C, ${CTL_POSTED});
+  if (seq === answered) continue;
+  const [r, errno] = call(S[0], S[1], S[2], S[3], S[4], S[5], S[6]);
+  S[${SLOT_RES}] = r;
+  S[${SLOT_ERRNO}] = errno;
+  answered = seq;
+  Atomics.store(C, ${CTL_ANSWERED}, seq); // after the result: the event loop reads it once it sees seq
+  parentPort.postMessage(seq);
+}
 `;
 
-type Call = [id: number, op: number, a: number, b: number, c: number, d: number, e: number, f: number];
+type Call = [op: number, a: number, b: number, c: number, d: number, e: number, f: number];
 
 interface Pending {
   call: Call;
@@ -108,6 +135,11 @@ interface LaneWorker {
   worker: Worker;
   /** The call it is making, if any. */
   current: Pending | null;
+  /** Control words and the call slot, shared with the worker. */
+  ctl: Int32Array;
+  slot: Float64Array;
+  /** Sequence number of the last call posted to it. */
+  seq: number;
 }
 
 export interface CopyLaneOptions {
@@ -123,7 +155,6 @@ export class CopyLane {
   private readonly workers: LaneWorker[] = [];
   private readonly queue: Pending[] = [];
   private queueHead = 0;
-  private nextId = 1;
   private broken = false;
   readonly threads: number;
   readonly nice: number;
@@ -172,6 +203,10 @@ export class CopyLane {
   async close(): Promise<void> {
     this.broken = true;
     this.drainToFallback();
+    for (const w of this.workers) {
+      Atomics.store(w.ctl, CTL_STOP, 1);
+      Atomics.notify(w.ctl, CTL_POSTED);
+    }
     await Promise.all(this.workers.map((w) => w.worker.terminate()));
     this.workers.length = 0;
   }
@@ -186,7 +221,7 @@ export class CopyLane {
   ): Promise<SysResult> {
     if (this.broken) return fallback();
     return new Promise<SysResult>((resolve, reject) => {
-      const p: Pending = { call: [this.nextId++, op, a, b, c, d, e, f], resolve, reject, fallback };
+      const p: Pending = { call: [op, a, b, c, d, e, f], resolve, reject, fallback };
       this.queue.push(p);
       this.dispatch();
     });
@@ -204,7 +239,10 @@ export class CopyLane {
       }
       w.current = p;
       w.worker.ref();
-      w.worker.postMessage(p.call);
+      w.slot.set(p.call, SLOT_CALL);
+      w.seq = (w.seq + 1) | 0;
+      Atomics.store(w.ctl, CTL_POSTED, w.seq); // after the call's numbers: the worker reads them once it sees seq
+      Atomics.notify(w.ctl, CTL_POSTED);
     }
   }
 
@@ -218,10 +256,12 @@ export class CopyLane {
 
   private spawn(): LaneWorker | undefined {
     let worker: Worker;
+    const ctl = new SharedArrayBuffer(CTL_WORDS * 4);
+    const slot = new SharedArrayBuffer(SLOT_WORDS * 8);
     try {
       worker = new Worker(WORKER_SOURCE, {
         eval: true,
-        workerData: { koffiPath: require.resolve('koffi'), nice: this.nice },
+        workerData: { koffiPath: require.resolve('koffi'), nice: this.nice, ctl, slot },
         // Not the parent's flags: under ts-node or jest they load a compiler into every worker.
         execArgv: [],
         resourceLimits: { maxOldGenerationSizeMb: 32 },
@@ -232,13 +272,13 @@ export class CopyLane {
       this.fail();
       return undefined;
     }
-    const lw: LaneWorker = { worker, current: null };
-    worker.on('message', (m: [number, number, number]) => {
+    const lw: LaneWorker = { worker, current: null, ctl: new Int32Array(ctl), slot: new Float64Array(slot), seq: 0 };
+    worker.on('message', (seq: number) => {
       const p = lw.current;
-      if (!p || p.call[0] !== m[0]) return;
+      if (!p || seq !== lw.seq || Atomics.load(lw.ctl, CTL_ANSWERED) !== seq) return;
       lw.current = null;
       worker.unref();
-      p.resolve({ res: m[1], errno: m[2] });
+      p.resolve({ res: lw.slot[SLOT_RES], errno: lw.slot[SLOT_ERRNO] });
       this.dispatch();
     });
     worker.on('error', () => this.fail());
