@@ -50,6 +50,7 @@ import { Reservations, type PersistedReservations, type Registration } from '../
 import { LocalLuState } from '../../scsi/state/local-lu-state';
 import type { LuState, LuStateInit, ReservationsView } from '../../scsi/state/lu-state';
 import { keys } from './membership';
+import { WatchProgress, withTimeout } from './etcd-progress';
 
 /** Attempts of one PR OUT against concurrent changes from other nodes. */
 export const MAX_ATTEMPTS = 32;
@@ -112,21 +113,13 @@ function naaHex(naa: Buffer): string {
   return naa.toString('hex');
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer from etcd within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
-}
-
 export class EtcdLuState implements LuState {
   /** This instance in `ua` events (its own events are applied at once, not again from the watch). */
   readonly origin: string;
   /** Resolves once the first read is in (the replica is current as of `revision`). */
   readonly ready: Promise<void>;
-  /** The etcd revision the replica has caught up to (its first read, then the watch). */
-  revision = 0;
+  /** How far the replica has got (its first read, then the watch). */
+  readonly progress = new WatchProgress();
   /** The etcd revision of this instance's last PR OUT transaction. */
   committedRevision = 0;
   /** Commits that had to run `change` again (a conflict with another node). */
@@ -144,7 +137,6 @@ export class EtcdLuState implements LuState {
   private readonly log: Logger;
   private watcher: Watcher | undefined;
   private queue: Promise<unknown> = Promise.resolve();
-  private readonly waiters = new Set<{ rev: number; resolve: () => void }>();
 
   constructor(
     init: LuStateInit,
@@ -165,23 +157,14 @@ export class EtcdLuState implements LuState {
     return this.replica;
   }
 
+  /** The etcd revision the replica has caught up to. */
+  get revision(): number {
+    return this.progress.revision;
+  }
+
   /** Resolves once the replica has caught up to etcd revision `rev` (or rejects after `ms`). */
   waitForRevision(rev: number, ms = 10_000): Promise<void> {
-    if (this.revision >= rev) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const w = {
-        rev,
-        resolve: () => {
-          clearTimeout(timer);
-          resolve();
-        },
-      };
-      const timer = setTimeout(() => {
-        this.waiters.delete(w);
-        reject(new Error(`replica at revision ${this.revision}, not ${rev}, after ${ms} ms`));
-      }, ms);
-      this.waiters.add(w);
-    });
+    return this.progress.waitFor(rev, ms);
   }
 
   /**
@@ -194,17 +177,6 @@ export class EtcdLuState implements LuState {
     const res = await withTimeout(this.o.client.getAll().prefix(this.prefix).exec(), ms, 'sync');
     const latest = Math.max(0, ...res.kvs.map((kv) => Number(kv.mod_revision)));
     await this.waitForRevision(latest, ms);
-  }
-
-  private progressed(rev: number): void {
-    if (rev <= this.revision) return;
-    this.revision = rev;
-    for (const w of [...this.waiters]) {
-      if (w.rev <= rev) {
-        this.waiters.delete(w);
-        w.resolve();
-      }
-    }
   }
 
   // ---- the replica ------------------------------------------------------------------------
@@ -222,7 +194,7 @@ export class EtcdLuState implements LuState {
         const rev = Number(res.header.revision);
         this.applyPr(res.kvs[0]);
         this.loaded = true;
-        this.progressed(rev);
+        this.progress.advance(rev);
         const w = await client.watch().prefix(this.prefix).startRevision(String(rev + 1)).create();
         if (this.closed) {
           await w.cancel();
@@ -269,7 +241,7 @@ export class EtcdLuState implements LuState {
         if (e.origin !== this.origin) this.applyUas(e);
       }
     }
-    this.progressed(Number(r.header.revision));
+    this.progress.advance(Number(r.header.revision));
   }
 
   private applyUas(e: UaEvent): void {
