@@ -93,7 +93,7 @@ async function status(argv: string[]): Promise<number> {
   let socket = v.socket;
   if (!socket) {
     try {
-      socket = loadEffectiveConfig(v.config, { dataDir: v['data-dir'], node: nodeOf(undefined) }).controlSocket;
+      socket = loadEffectiveConfig(v.config, { dataDir: v['data-dir'] }).controlSocket; // any node's file will do: the socket is in --data-dir
     } catch (err) {
       process.stderr.write(`${(err as Error).message}\n`);
       return 1;

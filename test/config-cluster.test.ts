@@ -149,3 +149,33 @@ describe('configuration: cluster', () => {
     expect(c.listen).toEqual(['127.0.0.1:3260']);
   });
 });
+
+describe('xcopyd --check-config with --node / XCOPYD_NODE', () => {
+  jest.setTimeout(120_000);
+  const { execFile } = require('node:child_process') as typeof import('node:child_process');
+  const REPO = path.join(__dirname, '..');
+  const run = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+    new Promise<{ code: number; out: string; err: string }>((resolve) =>
+      execFile(process.execPath, [path.join(REPO, 'bin', 'xcopyd.js'), ...args], { cwd: REPO, env: { ...process.env, XCOPYD_NODE: '', ...env }, timeout: 90_000 }, (e, out, err) =>
+        resolve({ code: e ? Number((e as { code?: number }).code ?? 1) : 0, out, err }),
+      ),
+    );
+
+  it('a node the file names is valid; one it does not name is refused with the list; the variable works as the flag', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xcopyd-config-'));
+    try {
+      const file = path.join(dir, 'c.yaml');
+      const d = doc();
+      (d.targets as Array<{ luns: Array<Record<string, unknown>> }>)[0].luns[0].path = path.join(dir, 'lun0.img');
+      fs.writeFileSync(file, JSON.stringify(d));
+      expect(await run(['--check-config', file, '--node', 'b'])).toMatchObject({ code: 0, out: `${file}: valid\n` });
+      const bad = await run(['--check-config', file, '--node', 'zz']);
+      expect(bad.code).toBe(1);
+      expect(bad.err).toContain('--node zz: not one of cluster.nodes (a, b)');
+      const env = await run(['--check-config', file], { XCOPYD_NODE: 'zz' });
+      expect(env.err).toContain('--node zz: not one of cluster.nodes (a, b)');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
