@@ -34,8 +34,24 @@ export interface CopyManagerOptions {
   onFinished?: (op: CopyOperation) => void;
 }
 
+/** The key of an identified operation: nexus, LUN, list identifier. */
+function idKey(nexusKey: string, lun: number, listId: number): string {
+  return `${listId}|${lun}|${nexusKey}`;
+}
+
 export class CopyManager {
   private readonly ops = new Set<CopyOperation>();
+  /**
+   * The identified operations by idKey, oldest first (the same ops as in `ops`):
+   * admission and lookup without walking every retained operation (Windows' list
+   * identifiers never repeat, so a minute's retention holds thousands; issue 12).
+   */
+  private readonly byId = new Map<string, CopyOperation[]>();
+  /** Operations running now, and how many of them are identified (the concurrency limits). */
+  private runningCount = 0;
+  private runningIdentified = 0;
+  /** Outcome lines waiting for the status to go out (logLater). */
+  private pendingLogs: Array<() => void> = [];
   private readonly logger: Logger;
   private readonly retentionMs: number;
   private sweepTimer?: NodeJS.Timeout;
@@ -51,17 +67,43 @@ export class CopyManager {
 
   /** The identified operation `listId` of this nexus on `lun`, if retained. */
   find(nexusKey: string, lun: number, listId: number): CopyOperation | undefined {
-    let found: CopyOperation | undefined;
     // The newest, when LIST ID USAGE 10b copies share an identifier (admitOperation).
-    for (const op of this.ops) {
-      if (op.identified && op.nexusKey === nexusKey && op.lun === lun && op.listId === listId) found = op;
-    }
-    return found;
+    const same = this.byId.get(idKey(nexusKey, lun, listId));
+    return same?.[same.length - 1];
   }
 
   /** Discard a completed operation's retained data (read once, failure details sent, ...). */
   discard(op: CopyOperation): void {
-    if (op.state !== 'running') this.ops.delete(op);
+    if (op.state !== 'running') this.forget(op);
+  }
+
+  /** Track `op` (admitted). */
+  private track(op: CopyOperation): void {
+    this.ops.add(op);
+    this.runningCount++;
+    if (op.identified) {
+      this.runningIdentified++;
+      const k = idKey(op.nexusKey, op.lun, op.listId);
+      const same = this.byId.get(k);
+      if (same) same.push(op);
+      else this.byId.set(k, [op]);
+    }
+  }
+
+  /** Drop `op` and its retained data. */
+  private forget(op: CopyOperation): void {
+    if (!this.ops.delete(op)) return;
+    if (op.state === 'running') {
+      this.runningCount--;
+      if (op.identified) this.runningIdentified--;
+    }
+    if (!op.identified) return;
+    const k = idKey(op.nexusKey, op.lun, op.listId);
+    const same = this.byId.get(k);
+    if (!same) return;
+    const at = same.indexOf(op);
+    if (at >= 0) same.splice(at, 1);
+    if (same.length === 0) this.byId.delete(k);
   }
 
   /** Operations currently running (tests, concurrency). */
@@ -95,20 +137,19 @@ export class CopyManager {
   /** The list identifier is free (SPC-5 5.17.4.3) and the limits allow one more: track `op`. */
   private admitOperation(op: CopyOperation, nexusKey: string, lun: number): void {
     if (op.identified) {
-      const same = [...this.ops].filter((o) => o.identified && o.nexusKey === nexusKey && o.lun === lun && o.listId === op.listId);
+      const same = [...(this.byId.get(idKey(nexusKey, lun, op.listId)) ?? [])];
       const inProgress = same.filter((o) => o.state === 'running');
       // SPC-5 5.17.4.3: a list identifier in use by an operation in progress -> OPERATION IN PROGRESS.
       // Except between copies with LIST ID USAGE 10b, whose initiator will not ask for their results:
       // QEMU sends list ID 1 with 10b every time, and qemu-img convert -C -W overlaps copies (issue 11).
       const noResultsWanted = (o: CopyOperation): boolean => o.listIdUsage === ListIdUsage.NO_HELD_DATA;
       if (inProgress.length > 0 && !(noResultsWanted(op) && inProgress.every(noResultsWanted))) throw new SenseError('OPERATION_IN_PROGRESS');
-      for (const old of same) if (old.state !== 'running') this.ops.delete(old); // completed: retained data discarded, the ID reused
+      for (const old of same) if (old.state !== 'running') this.forget(old); // completed: retained data discarded, the ID reused
     }
-    const running = this.running();
-    if (running.length >= TOTAL_CONCURRENT_COPIES || (op.identified && running.filter((o) => o.identified).length >= MAX_IDENTIFIED_CONCURRENT_COPIES)) {
+    if (this.runningCount >= TOTAL_CONCURRENT_COPIES || (op.identified && this.runningIdentified >= MAX_IDENTIFIED_CONCURRENT_COPIES)) {
       throw new SenseError('INSUFFICIENT_RESOURCES');
     }
-    this.ops.add(op);
+    this.track(op);
   }
 
   /** Run `work` for `op` in the background (IMMED=1) or in the foreground, and record how it ended. */
@@ -194,12 +235,17 @@ export class CopyManager {
 
   /** Record how an operation ended; keep the sense for RECEIVE COPY RESULTS. */
   private finish(op: CopyOperation, err: unknown, log: Logger): void {
+    if (op.state !== 'running') return;
+    this.runningCount--;
+    if (op.identified) this.runningIdentified--;
     op.completedAt = Date.now();
     if (err === undefined) {
       op.state = 'completed';
       op.completionStatus = ScsiStatus.GOOD;
       // One line per copy with its outcome (issue 6); ESXi's and Windows' copies are mostly foreground.
-      log.info({ bytes: op.bytesTransferred, segments: op.segmentsProcessed }, op.background ? 'background copy completed' : 'copy completed');
+      const bytes = op.bytesTransferred;
+      const segments = op.segmentsProcessed;
+      this.logLater(() => log.info({ bytes, segments }, op.background ? 'background copy completed' : 'copy completed'));
     } else if (op.controller.signal.aborted) {
       op.state = 'aborted';
       op.completionStatus = ScsiStatus.TASK_ABORTED;
@@ -226,8 +272,30 @@ export class CopyManager {
     if (op.failure) op.failureSense = encodeSenseError(op.failure);
     this.options.onFinished?.(op);
     // LIST ID USAGE 11b: nothing is retained.
-    if (!op.identified) this.ops.delete(op);
+    if (!op.identified) this.forget(op);
     else this.scheduleSweep();
+  }
+
+  /**
+   * Write an outcome line once the command's status is on its way: a line is a
+   * synchronous write(2) of pino's destination, which used to delay the status
+   * PDU of every copy by its duration (issue 12). The status of a command that
+   * ends in this turn is sent when the connection uncorks, in a setImmediate
+   * queued after this microtask queue drains (iscsi/pdu-writer.ts); a nextTick
+   * runs after that drain, so its setImmediate comes after the uncork in the
+   * same check phase: the line is written right after the status, before any
+   * later I/O callback (so before an initiator in this process reads it).
+   */
+  private logLater(line: () => void): void {
+    this.pendingLogs.push(line);
+    if (this.pendingLogs.length > 1) return;
+    process.nextTick(() =>
+      setImmediate(() => {
+        const lines = this.pendingLogs;
+        this.pendingLogs = [];
+        for (const l of lines) l();
+      }),
+    );
   }
 
   // ---- aborts, resets, nexus loss ------------------------------------------------
@@ -256,12 +324,12 @@ export class CopyManager {
     for (const op of hit) this.abortOp(op, 'reset');
     await Promise.all(hit.map((o) => o.done));
     // Reference 2.2: a reset also discards retained results.
-    for (const op of [...this.ops]) if (op.state !== 'running' && (lun === undefined || op.lun === lun)) this.ops.delete(op);
+    for (const op of [...this.ops]) if (op.state !== 'running' && (lun === undefined || op.lun === lun)) this.forget(op);
   }
 
   /** I_T nexus loss: retained results of that nexus are discarded; running copies continue (SPC-5 5.17.4.4). */
   nexusLost(nexusKey: string): void {
-    for (const op of [...this.ops]) if (op.nexusKey === nexusKey && op.state !== 'running') this.ops.delete(op);
+    for (const op of [...this.ops]) if (op.nexusKey === nexusKey && op.state !== 'running') this.forget(op);
   }
 
   /** Stop everything (device close). */
@@ -277,7 +345,7 @@ export class CopyManager {
     const every = Math.max(10, Math.min(10_000, this.retentionMs));
     this.sweepTimer = setInterval(() => {
       const now = Date.now();
-      for (const op of [...this.ops]) if (op.state !== 'running' && now - op.completedAt >= this.retentionMs) this.ops.delete(op);
+      for (const op of [...this.ops]) if (op.state !== 'running' && now - op.completedAt >= this.retentionMs) this.forget(op);
       if (![...this.ops].some((o) => o.state !== 'running')) {
         clearInterval(this.sweepTimer);
         this.sweepTimer = undefined;

@@ -8,6 +8,8 @@ import { ScsiStatus, TmfFunction } from '../../../scsi/types';
 import { ScsiDevice } from '../../../scsi/scsi-device';
 import { MemoryStore, silentLogger, task, senseOf, nexus as makeNexus } from '../helpers';
 import { BS, PacedStore, b2b, coaCdb, e4, identityWith, lid1, lid4, pattern, rcrCdb, xcopyCdb } from './helpers';
+import pino from 'pino';
+import { designatorsOf } from '../../../scsi/copy/cscd';
 import { MAX_CSCD_DESCRIPTORS, MAX_DESCRIPTOR_LIST_LENGTH, MAX_SEGMENT_DESCRIPTORS, SUPPORTED_CSCD_IDS } from '../../../scsi/copy/limits';
 
 const BLOCKS = 16384; // 8 MiB LUNs
@@ -277,5 +279,58 @@ describe('copy I/O passes the pipeline checks of host I/O', () => {
     const p = lid1([e4(identityWith(0).naa), e4(identityWith(1).naa)], [b2b(0, 1, 8, 0, 0)]);
     const s = senseOf(await device.execute(task(xcopyCdb(0, p.length), { dataOut: p })));
     expect([s.key, s.asc, s.ascq, s.fieldPointer]).toEqual([0xa, 0x0d, 0x01, 48]);
+  });
+});
+
+describe('per-command costs kept off the copy path (issue 12)', () => {
+  it('the outcome line of a foreground copy is written once the command has its result (after the status), in the next check phase', async () => {
+    const lines: Array<{ msg: string; copy?: number; bytes?: number }> = [];
+    const logger = pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l)) });
+    const stores = [new MemoryStore(BLOCKS * BS), new MemoryStore(BLOCKS * BS)];
+    const device = new ScsiDevice({ logger, luns: stores.map((store, i) => ({ lun: i, store, identity: identityWith(i) })) });
+    const naa = (i: number) => device.logicalUnit(i)!.identity.naa;
+    for (let id = 1; id <= 3; id++) {
+      const p = lid1([e4(naa(0)), e4(naa(1))], [b2b(0, 1, 8 * id, 0, 0)], { listId: id });
+      const r = await device.execute(task(xcopyCdb(0, p.length), { dataOut: p }));
+      expect(r.status).toBe(ScsiStatus.GOOD);
+      // the result is ready; the line is not written yet ...
+      expect(lines.filter((l) => l.copy === id)).toEqual([]);
+      // ... nor in the first setImmediate queued once the result is known (a transport's: iSCSI uncorks
+      // the status PDU there) ...
+      await tick();
+      expect(lines.filter((l) => l.copy === id)).toEqual([]);
+      await tick();
+      // ... but right after it, exactly once
+      expect(lines.filter((l) => l.copy === id)).toEqual([expect.objectContaining({ msg: 'copy completed', bytes: 8 * id * BS })]);
+    }
+    await device.close();
+  });
+
+  it('hundreds of retained operations later, copies are still admitted and each list identifier finds its own (the running count goes down as each ends)', async () => {
+    const { stores, device, naa } = setup();
+    pattern(64 * BS, 4).copy(stores[0].data, 0);
+    const N = 300; // more than TOTAL_CONCURRENT_COPIES (255), all retained (LIST ID USAGE 00b)
+    for (let id = 0; id < N; id++) {
+      const p = lid1([e4(naa(0)), e4(naa(1))], [b2b(0, 1, 1 + (id % 64), 0, 0)], { listId: id & 0xff });
+      expect((await device.execute(task(xcopyCdb(0, p.length), { dataOut: p }))).status).toBe(ScsiStatus.GOOD);
+    }
+    expect(device.copyManager.running()).toEqual([]);
+    // list IDs 0..43 were used twice (copies 256..299 replaced the first ones): RECEIVE COPY STATUS(LID1) finds the newest
+    for (const id of [0, 43, 44, 255]) {
+      const r = await device.execute(task(rcrCdb(0x00, id)));
+      expect(r.status).toBe(ScsiStatus.GOOD);
+      const d = Buffer.concat(r.dataIn!);
+      const last = id < N - 256 ? id + 256 : id;
+      expect([d[4], d.readUInt16BE(5), d[7]]).toEqual([0x01, 1, 0]); // completed, one segment, TRANSFER COUNT in bytes
+      expect(d.readUInt32BE(8)).toBe((1 + (last % 64)) * BS);
+    }
+    await device.close();
+  });
+
+  it('an LU\'s designators are built once (every CSCD and token creator resolution compares against them)', () => {
+    const { device } = setup();
+    const lu = device.logicalUnit(0)!;
+    expect(designatorsOf(lu)).toBe(designatorsOf(lu));
+    expect(designatorsOf(lu)[0].value.equals(lu.identity.naa)).toBe(true);
   });
 });
