@@ -72,14 +72,24 @@ export function decodeCscd(params: Buffer, offset: number, id: number): CscdDesc
 }
 
 /** Decode the LU-association designation descriptors of VPD 83h. */
-export function designatorsOf(lu: LogicalUnit): Designator[] {
-  return luDesignators(lu).map((b) => ({
-    codeSet: b[0] & 0x0f,
-    association: (b[1] >> 4) & 0x03,
-    designatorType: b[1] & 0x0f,
-    value: b.subarray(4, 4 + b[3]),
-  }));
+export function designatorsOf(lu: LogicalUnit): readonly Designator[] {
+  // Built once per identity (configuration: fixed for the LU's life; a reload that changes it
+  // makes a new LogicalUnit): every CSCD and token creator resolution compares against every
+  // LU the nexus sees, and building them allocated four buffers per LU each time (issue 12).
+  let ds = designatorCache.get(lu.identity);
+  if (!ds) {
+    ds = Object.freeze(luDesignators(lu).map((b) => Object.freeze({
+      codeSet: b[0] & 0x0f,
+      association: (b[1] >> 4) & 0x03,
+      designatorType: b[1] & 0x0f,
+      value: b.subarray(4, 4 + b[3]),
+    })));
+    designatorCache.set(lu.identity, ds);
+  }
+  return ds;
 }
+
+const designatorCache = new WeakMap<LogicalUnit['identity'], readonly Designator[]>();
 
 /** Exact match of code set, association, designator type, length and value (reference 2.6). */
 export function designatorMatches(lu: LogicalUnit, want: Designator): boolean {
