@@ -81,3 +81,31 @@ describe('RodTokenStore copy on write under concurrency', () => {
     expect(dst.data.subarray(half).equals(old.subarray(half))).toBe(true);
   });
 });
+
+describe('RodTokenStore.resolve (issue 12: no HMAC for a live token presented as issued)', () => {
+  it('a live token presented byte for byte is resolved without computing its MAC; one byte off still gets the full checks (TOKEN_CORRUPT); new tokens have fresh random bytes', async () => {
+    const s = setup();
+    const tokens: Awaited<ReturnType<typeof token>>[] = [];
+    for (let i = 0; i < 200; i++) tokens.push(await token(s)); // 200 x 32 random bytes: past one 4 KiB draw
+    const randoms = new Set(tokens.map((t) => t.bytes.subarray(448, 480).toString('hex')));
+    expect(randoms.size).toBe(200);
+    expect(randoms.has('00'.repeat(32))).toBe(false);
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const crypto = require('node:crypto');
+    const hmac = jest.spyOn(crypto, 'createHmac');
+    try {
+      for (const t of tokens.slice(0, 50)) expect(s.store.resolve(Buffer.from(t.bytes))).toBe(t);
+      expect(hmac).not.toHaveBeenCalled();
+      const bad = Buffer.from(tokens[7].bytes);
+      bad[300] ^= 1; // inside the sealed body: the MAC no longer matches
+      expect(() => s.store.resolve(bad)).toThrow(expect.objectContaining({ reason: 'TOKEN_CORRUPT' }));
+      expect(hmac).toHaveBeenCalledTimes(1);
+      // an invalidated token is not live: full checks, then its reason
+      s.store.invalidate(tokens[9], 'deleted');
+      expect(() => s.store.resolve(Buffer.from(tokens[9].bytes))).toThrow(expect.objectContaining({ reason: 'TOKEN_DELETED' }));
+    } finally {
+      hmac.mockRestore();
+    }
+    await s.store.close();
+  });
+});
