@@ -66,6 +66,8 @@ interface LiveLun {
 export interface ClusterHandle {
   readonly membership: ClusterMembership;
   readonly luStateFactory: LuStateFactory;
+  /** Resolves once every LU state made so far has read its state from etcd (until then each fails closed). */
+  luStatesReady?(ms?: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -83,12 +85,11 @@ export interface ClusterDeps {
 
 /**
  * The real engines, required at first use: etcd3 and koffi's librbd binding load
- * only for a cluster (the specifiers are variables so neither is a static import).
+ * only for a cluster (a dynamic import inside the call, never a static one).
  */
 const realClusterDeps: ClusterDeps = {
   async openEtcdCluster(o) {
-    const file = './cluster/etcd-cluster';
-    const m = (await import(file)) as Pick<ClusterDeps, 'openEtcdCluster'>;
+    const m = await import('./cluster/etcd-cluster');
     return m.openEtcdCluster(o);
   },
   async openRbdStore(where, ceph, o) {
@@ -186,6 +187,8 @@ export class Daemon {
     if (cfg.cluster) await this.joinCluster(cfg.cluster);
     const entries: TargetEntry[] = [];
     for (const t of cfg.targets) entries.push((await this.buildTarget(t)).entry);
+    // Cluster: no login before every LU has read its reservations from etcd (fails closed until then).
+    if (this.cluster?.handle.luStatesReady) await this.cluster.handle.luStatesReady();
     this.server = new IscsiServer({
       log: this.log,
       targets: entries,

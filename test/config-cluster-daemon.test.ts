@@ -159,6 +159,27 @@ describe('cluster mode in the daemon (fake engines)', () => {
     expect(f.closed).toBe(1);
   });
 
+  it('accepts no login before every LU state has read its state from etcd (luStatesReady)', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let asked = 0;
+    const open = f.deps.openEtcdCluster!;
+    f.deps.openEtcdCluster = async (o) => {
+      const h = await open(o);
+      return { ...h, luStatesReady: () => ((asked = f.luStates.length), gate) };
+    };
+    daemon = new Daemon(config('a'), pino({ level: 'silent' }), f.deps);
+    let started = false;
+    const starting = daemon.start().then(() => (started = true));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(started).toBe(false);
+    expect(daemon.server).toBeNull();
+    expect(asked).toBe(2); // asked after both LUs were made
+    release();
+    await starting;
+    expect(daemon.ports).toEqual([ports[0]]);
+  });
+
   it('SendTargets on node b announces both nodes\' portals, each with its portal group tag', async () => {
     await start('b');
     const s = await openSession(ports[1], { sessionType: 'Discovery' });

@@ -252,7 +252,7 @@ const clusterSchema = z
       .max(MAX_CLUSTER_NODES),
     etcd: z
       .object({
-        endpoints: z.array(z.string().min(1)).min(1),
+        endpoints: z.array(z.string().regex(/^https?:\/\/[^/\s]+\/?$/, 'an etcd endpoint is http(s)://host:port')).min(1),
         /** A node whose lease is this old without renewal is gone (its group unavailable). */
         leaseTtlSeconds: z.number().int().min(1).max(300).default(5),
       })
