@@ -13,7 +13,7 @@
  * holder's node is killed, preempted through n1).
  */
 import path from 'node:path';
-import { REPO_ROOT, describeIf, findInPath, missingPrerequisite, requireFile, run, sleep } from './harness';
+import { describeIf, findInPath, missingPrerequisite, run, sleep } from './harness';
 import { parseCUnit } from './cunit';
 import { requireEtcd, startEtcd, type EtcdCluster } from './engines/etcd';
 import { startXcopydCluster, type ClusterNodeProcess, type XcopydCluster } from './engines/cluster';
@@ -80,10 +80,7 @@ async function readReservation(s: TestInitiator, lun = 0): Promise<{ key: bigint
   return { key: r.data.readBigUInt64BE(8), type: r.data[21] & 0x0f };
 }
 
-// The daemon's etcd composition (openEtcdCluster) is written alongside, as requireTarget does for the daemon.
-const ready = requireEtcd() && requireFile(path.join(REPO_ROOT, 'src', 'cluster', 'etcd-cluster.ts'), 'the etcd cluster composition (openEtcdCluster, issue 15)');
-
-describeIf(ready)('ALUA across two xcopyd nodes (real etcd)', () => {
+describeIf(requireEtcd())('ALUA across two xcopyd nodes (real etcd)', () => {
   let etcd: EtcdCluster;
   let cluster: XcopydCluster;
   let n0: ClusterNodeProcess;
