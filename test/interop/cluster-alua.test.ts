@@ -224,3 +224,49 @@ describeIf(requireEtcd())('ALUA across two xcopyd nodes (real etcd)', () => {
     expect(again.groups.length).toBe(2);
   }, 90_000);
 });
+
+describeIf(requireEtcd())('ALUA across two xcopyd nodes with a three-member etcd, one member killed', () => {
+  let etcd: EtcdCluster;
+  let cluster: XcopydCluster;
+  const sessions: TestInitiator[] = [];
+
+  beforeAll(async () => {
+    etcd = await startEtcd({ name: 'cluster-alua-etcd3', members: 3 });
+    cluster = await startXcopydCluster({ name: 'cluster-alua-3', etcdEndpoints: etcd.endpoints, leaseTtlSeconds: TTL });
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const s of sessions) s.close();
+    await cluster?.stop();
+    await etcd?.stop();
+  }, 60_000);
+
+  it('no node is declared gone and I/O goes on through both nodes while one etcd member is dead', async () => {
+    const [n0, n1] = cluster.nodes;
+    const s: TestInitiator[] = [];
+    for (const node of [n0, n1]) {
+      const x = await openSession(node.port, { targetName: cluster.iqn, initiatorName: `iqn.2026-11.org.xcopyd:etcd3-${node.id}` });
+      sessions.push(x);
+      s.push(x);
+      await rtpgUntil(x, (g) => stateOf(g, node.targetPortGroup) === AO && stateOf(g, 3 - node.targetPortGroup) === ANO, 10_000);
+    }
+    await etcd.members[0].kill();
+    // Four lease TTLs: long enough for a lost keepalive to have made a node gone.
+    const until = Date.now() + 4 * TTL * 1000;
+    const block = Buffer.alloc(512);
+    let rounds = 0;
+    for (let i = 0; Date.now() < until && i < 400; i++, rounds++) {
+      for (const [j, x] of s.entries()) {
+        block.fill(i & 0xff);
+        const w = await x.command(0, cdb.write10(64 + j, 1), { dataOut: block });
+        expect(w.status).toBe(0);
+        const r = await x.command(0, rtpgCdb(), { read: 1024 });
+        expect(r.status).toBe(0); // no 6/2A/06: nothing changed
+        expect(decodeRtpg(r.data, true).map((g) => g.state).sort()).toEqual([AO, ANO]);
+      }
+      await sleep(100);
+    }
+    expect(rounds).toBeGreaterThan(5);
+    await etcd.members[0].restart();
+  }, 120_000);
+});
