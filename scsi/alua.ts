@@ -163,6 +163,11 @@ export class Alua {
     return { ...g, relativeTargetPorts: [...g.relativeTargetPorts] };
   }
 
+  /** The state of the group of relative target port `rtp` (this node's for a port no group names); no allocation: every command asks. */
+  stateOfPort(rtp: number): AccessStateCode {
+    return (this.byPort.get(rtp) ?? this.byId.get(this.localGroupId)!).state;
+  }
+
   stateOf(groupId: number): AccessStateCode | undefined {
     return this.byId.get(groupId)?.state;
   }
@@ -270,7 +275,7 @@ function allowedInStandby(cdb: Buffer): boolean {
  * Active states serve everything.
  */
 export function checkAccessState(alua: Alua, rtp: number, cdb: Buffer): void {
-  const state = alua.groupOfPort(rtp).state;
+  const state = alua.stateOfPort(rtp);
   if (state === AccessState.ACTIVE_OPTIMIZED || state === AccessState.ACTIVE_NON_OPTIMIZED) return;
   if (allowedEverywhere(cdb)) return;
   if (state === AccessState.STANDBY) {

@@ -9,7 +9,7 @@
  * Pipeline for one command (execute):
  *   LUN map -> command table lookup -> CDB usage-mask validation ->
  *   data direction (the table's against the transport's) -> unit attention ->
- *   reservations -> write protect -> handler -> backing store ->
+ *   ALUA access state of the arrival port (alua.ts) -> reservations -> write protect -> handler -> backing store ->
  *   data mover (task.dataOut / result.dataIn) -> ScsiResult.
  * Only `run`'s catch builds CHECK CONDITION; anything that is not a
  * SenseError becomes INTERNAL TARGET FAILURE (4/44/00), logged with its stack.

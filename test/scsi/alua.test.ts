@@ -82,6 +82,7 @@ describe('ALUA model (scsi/alua.ts)', () => {
     expect(alua.stateOf(1)).toBe(AccessState.UNAVAILABLE);
     expect(alua.groupOfPort(33).id).toBe(7);
     expect(alua.groupOfPort(999).id).toBe(2); // a port no group names: this node's group
+    expect([alua.stateOfPort(1), alua.stateOfPort(17), alua.stateOfPort(999)]).toEqual([AccessState.UNAVAILABLE, AccessState.ACTIVE_OPTIMIZED, AccessState.ACTIVE_OPTIMIZED]);
     expect(alua.relativeTargetPorts()).toEqual([1, 17, 33]);
   });
 
