@@ -81,6 +81,15 @@ export interface BackingStore extends BackingStoreCapabilities {
    * is copied by the caller through read/write.
    */
   copyRange?(dst: BackingStore, srcOffset: number, dstOffset: number, length: number, options?: CopyRangeOptions): Promise<CopyRangeResult>;
+  /**
+   * Compare [offset, offset+compare.length) with `compare` and, only if equal,
+   * write `data` there, atomically in the storage itself (RBD: the OSD), so
+   * that COMPARE AND WRITE holds against writers on other nodes too. Resolves
+   * null when written, or the byte offset of the first difference within
+   * `compare` when nothing was written. Optional: without it the core reads,
+   * compares and writes under its range lock (atomic within this process).
+   */
+  compareAndWrite?(offset: number, compare: Buffer, data: Buffer, options?: WriteOptions): Promise<number | null>;
   /** Flush and release the underlying resources. */
   close(): Promise<void>;
 }

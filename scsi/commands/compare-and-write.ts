@@ -1,6 +1,8 @@
 /**
  * COMPARE AND WRITE (SBC-4 5.3; reference 4.10) — VMware ATS. The range lock
- * makes read-compare-write atomic against every other write to those LBAs.
+ * makes read-compare-write atomic against every other write to those LBAs;
+ * a store with compareAndWrite (RBD) does the compare and write itself, under
+ * the same lock, so it is atomic across nodes too.
  */
 import type { CommandContext, CommandResult } from '../command-context';
 import { SenseError, invalidCdbField } from '../sense';
@@ -26,6 +28,13 @@ export async function executeCompareAndWrite(ctx: CommandContext): Promise<Comma
   const offset = Number(lba) * lu.blockSize;
   const m = await lu.mutate(offset, bytes, fua ? 'fua' : 'auto');
   try {
+    if (lu.store.compareAndWrite) {
+      // The store compares and writes in one operation (RBD: in the OSD, atomic across nodes).
+      const miss = await m.move(offset, bytes, (store) => store.compareAndWrite!(offset, verify, write, { fua }));
+      if (miss !== null) throw new SenseError('MISCOMPARE', { information: miss });
+      await m.commit();
+      return {};
+    }
     const current = await lu.readBlocks(lba, nlb);
     if (!current.equals(verify)) {
       // INFORMATION = offset of the first differing byte from the start of the Data-Out buffer.
