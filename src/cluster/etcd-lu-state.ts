@@ -22,9 +22,19 @@
  * checked against the current revision (a transaction with no writes), so a
  * conflict is never reported from a stale replica. Changes and raiseUaForAll
  * events of one node are queued (one order, seen so by every node), so only
- * other nodes' changes cause retries. etcd unreachable, or every attempt
- * lost: NOT READY, ASYMMETRIC ACCESS STATE TRANSITION (04h/0Ah), which
- * initiators retry.
+ * other nodes' changes cause retries.
+ *
+ * etcd not answering (quorum lost, members restarting): each transaction
+ * carries a gRPC deadline (TXN_TIMEOUT_MS), so the client never resends it
+ * after its deadline, and the PR OUT tries again until COMMIT_BOUND_MS. Each
+ * attempt writes its own op id into `pr`: when an attempt that got no answer
+ * turns out to have landed (a later compare fails and the fresh `pr` names
+ * it), that is the PR OUT's outcome, applied once. Past the bound the command
+ * is answered NOT READY, ASYMMETRIC ACCESS STATE TRANSITION (04h/0Ah), which
+ * initiators retry; an unanswered attempt may still land afterwards (etcd
+ * cannot say a proposal it did not answer failed), as when a target's
+ * response is lost: the state stays one and the same on every node, and its
+ * unit attentions still reach this node's nexuses through the watch.
  *
  * Durability: etcd is the store. A committed transaction is on a quorum of
  * etcd members' disks before the promise resolves, APTPL or not, so the
@@ -54,8 +64,14 @@ import { WatchProgress, withTimeout } from './etcd-progress';
 
 /** Attempts of one PR OUT against concurrent changes from other nodes. */
 export const MAX_ATTEMPTS = 32;
-/** Bound on one etcd round trip of a PR OUT; past it the command is told to retry. */
+/** Bound on one etcd transaction of a PR OUT (a gRPC deadline: the client sends nothing after it). */
 export const TXN_TIMEOUT_MS = 5_000;
+/**
+ * Bound on a whole PR OUT, below initiators' command timeouts (Linux 30 s): an etcd outage
+ * shorter than this only delays it; past it the command is answered NOT READY, which initiators
+ * retry.
+ */
+export const COMMIT_BOUND_MS = 20_000;
 
 interface WireRegistration {
   key: string;
@@ -64,9 +80,22 @@ interface WireRegistration {
   allTgPt: boolean;
 }
 
+/** The value of the `pr` key: the reservations, and the id of the PR OUT attempt that wrote them. */
+type StoredPr = PersistedReservations & { op?: string };
+
+function storedOp(kv: IKeyValue): string {
+  try {
+    return (JSON.parse(kv.value.toString()) as StoredPr).op ?? '';
+  } catch {
+    return '';
+  }
+}
+
 /** The value of the `ua` key: one batch of unit attentions from one LuState instance. */
 export interface UaEvent {
   origin: string;
+  /** The PR OUT attempt that raised them (the same id as in `pr`). */
+  op?: string;
   /** Unit attentions for the nexuses a registration covers (raised by a PR OUT). */
   regs?: Array<{ reg: WireRegistration; reason: UnitAttentionReason }>;
   /** A unit attention for every nexus (raiseUaForAll). */
@@ -107,6 +136,8 @@ export interface EtcdLuStateOptions {
   cluster: string;
   nodeId: string;
   log: Logger;
+  /** Bound on one PR OUT (default COMMIT_BOUND_MS). */
+  commitBoundMs?: number;
 }
 
 function naaHex(naa: Buffer): string {
@@ -137,6 +168,8 @@ export class EtcdLuState implements LuState {
   private readonly log: Logger;
   private watcher: Watcher | undefined;
   private queue: Promise<unknown> = Promise.resolve();
+  /** PR OUT attempts of this instance whose unit attentions this node has raised. */
+  private readonly uasApplied = new Set<string>();
 
   constructor(
     init: LuStateInit,
@@ -239,6 +272,11 @@ export class EtcdLuState implements LuState {
           continue;
         }
         if (e.origin !== this.origin) this.applyUas(e);
+        else if (e.op && !this.uasApplied.has(e.op)) {
+          // Ours, from an attempt answered before its outcome was known (or seen here first).
+          this.uasApplied.add(e.op);
+          this.applyUas(e);
+        }
       }
     }
     this.progress.advance(Number(r.header.revision));
@@ -269,11 +307,14 @@ export class EtcdLuState implements LuState {
 
   private async commit<T>(change: (r: Reservations) => T): Promise<{ out: T; revision: number; wrote: boolean }> {
     const { client } = this.o;
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      if (this.closed) throw new SenseError('LU_NOT_ACCESSIBLE_TRANSITIONING');
+    const deadline = Date.now() + (this.o.commitBoundMs ?? COMMIT_BOUND_MS);
+    /** Attempts whose transaction got no answer: they may have landed (found by their op id in `pr`). */
+    const unsure = new Map<string, { copy: Reservations; out: T; uas: UaEvent['regs'] }>();
+    for (let attempt = 0; attempt < MAX_ATTEMPTS && Date.now() < deadline; attempt++) {
+      if (this.closed) break;
       const base = this.replica;
       const baseRev = this.prRev;
-      const uas: Array<{ reg: WireRegistration; reason: UnitAttentionReason }> = [];
+      const uas: NonNullable<UaEvent['regs']> = [];
       const copy = new Reservations({ toRegistration: (reg, reason) => uas.push({ reg: wireRegistration(reg), reason }) });
       copy.restore(base.snapshot());
       copy.spc2Holder = base.spc2Holder;
@@ -284,37 +325,45 @@ export class EtcdLuState implements LuState {
       } catch (err) {
         threw = { err };
       }
-      const after = JSON.stringify(copy.snapshot());
-      const writes = !threw && (after !== JSON.stringify(base.snapshot()) || uas.length > 0);
-      const ops = writes ? [client.put(this.prKey).value(after)] : [];
-      if (writes && uas.length > 0) ops.push(client.put(this.uaKey).value(JSON.stringify({ origin: this.origin, regs: uas } satisfies UaEvent)));
+      const snap = JSON.stringify(copy.snapshot());
+      const writes = !threw && (snap !== JSON.stringify(base.snapshot()) || uas.length > 0);
+      const op = randomUUID();
+      const ops = writes ? [client.put(this.prKey).value(JSON.stringify({ ...copy.snapshot(), op } satisfies StoredPr))] : [];
+      if (writes && uas.length > 0) ops.push(client.put(this.uaKey).value(JSON.stringify({ origin: this.origin, op, regs: uas } satisfies UaEvent)));
       let res;
       try {
-        res = await withTimeout(
-          client.if(this.prKey, 'Mod', '==', baseRev).then(...ops).else(client.get(this.prKey)).commit(),
-          TXN_TIMEOUT_MS,
-          'PR OUT',
-        );
+        // The deadline also stops the client's own retries: nothing is sent after it.
+        const txnDeadline = Math.min(deadline, Date.now() + TXN_TIMEOUT_MS);
+        res = await client.if(this.prKey, 'Mod', '==', baseRev).then(...ops).else(client.get(this.prKey)).options({ deadline: txnDeadline }).commit();
       } catch (err) {
-        this.log.error({ err: String(err) }, 'PR OUT transaction failed');
-        throw new SenseError('LU_NOT_ACCESSIBLE_TRANSITIONING');
+        this.log.warn({ err: String(err), attempt, writes }, 'PR OUT transaction got no answer; trying again');
+        if (writes) unsure.set(op, { copy, out: out as T, uas });
+        await new Promise((r) => setTimeout(r, Math.min(500, 50 * 2 ** Math.min(attempt, 4))));
+        continue;
       }
       if (res.succeeded) {
         const revision = Number(res.header.revision);
         this.committedRevision = revision;
         if (threw) throw Object.assign(threw.err as object, { revision });
         if (writes) {
-          this.replica = copy;
-          this.prRev = revision;
-          this.applyUas({ origin: this.origin, regs: uas });
-        } else {
-          this.replica.spc2Holder = copy.spc2Holder; // RESERVE/RELEASE(6/10): local
+          this.landed(copy, revision, op, uas);
+          return { out: out as T, revision, wrote: true };
         }
-        return { out: out as T, revision, wrote: writes };
+        this.replica.spc2Holder = copy.spc2Holder; // RESERVE/RELEASE(6/10): local
+        return { out: out as T, revision, wrote: false };
+      }
+      const fresh = res.responses[0]?.response_range?.kvs[0];
+      // An earlier attempt that got no answer did land: that is this PR OUT's outcome.
+      const mine = fresh ? unsure.get(storedOp(fresh)) : undefined;
+      if (fresh && mine) {
+        const revision = Number(fresh.mod_revision);
+        this.committedRevision = revision;
+        this.log.info({ revision }, 'PR OUT without an answer had landed');
+        this.landed(mine.copy, revision, storedOp(fresh), mine.uas ?? []);
+        return { out: mine.out, revision, wrote: true };
       }
       // Another node changed `pr` since the replica was read: take the fresh state, run again.
       this.retries++;
-      const fresh = res.responses[0]?.response_range?.kvs[0];
       if (fresh) this.applyPr(fresh);
       else {
         this.replica = replicaOf(undefined, this.replica.spc2Holder);
@@ -322,8 +371,23 @@ export class EtcdLuState implements LuState {
       }
       if (attempt >= 2) await new Promise((r) => setTimeout(r, Math.random() * 5 * attempt));
     }
-    this.log.error({ attempts: MAX_ATTEMPTS }, 'PR OUT lost every attempt to concurrent changes');
+    if (unsure.size > 0) this.log.error({ attempts: unsure.size }, 'PR OUT answered NOT READY with its outcome unknown (etcd gave no answer): it may still take effect');
+    else this.log.error('PR OUT answered NOT READY: no attempt committed');
     throw new SenseError('LU_NOT_ACCESSIBLE_TRANSITIONING');
+  }
+
+  /** A PR OUT committed at `revision`: the replica takes its state, this node's nexuses its unit attentions. */
+  private landed(copy: Reservations, revision: number, op: string, uas: NonNullable<UaEvent['regs']>): void {
+    if (revision > this.prRev) {
+      copy.spc2Holder = this.replica.spc2Holder;
+      this.replica = copy;
+      this.prRev = revision;
+    }
+    if (!this.uasApplied.has(op)) {
+      this.uasApplied.add(op);
+      if (this.uasApplied.size > 1024) this.uasApplied.delete(this.uasApplied.values().next().value as string);
+      this.applyUas({ origin: this.origin, regs: uas });
+    }
   }
 
   // ---- nexuses and unit attentions (local queues) -----------------------------------------

@@ -13,7 +13,7 @@ import { EtcdMembership } from '../../src/cluster/etcd-membership';
 import { PrType, Reservations, ReservationConflict, type PersistedReservations } from '../../scsi/reservations';
 import { CommandFlag } from '../../scsi/command-entry';
 import type { ItNexus } from '../../scsi/types';
-import type { UnitAttentionReason } from '../../scsi/sense';
+import { SenseError, type UnitAttentionReason } from '../../scsi/sense';
 import { describeIf } from './harness';
 import { requireEtcd, startEtcd, type EtcdCluster } from './engines/etcd';
 import { childNexus, startEtcdNode } from './engines/etcd-node-process';
@@ -47,7 +47,7 @@ describeIf(requireEtcd())('EtcdLuState against a real etcd', () => {
   /** Two nodes' LuState for one fresh NAA (each with its own etcd client). */
   async function pair(cluster = 'lu', persisted?: PersistedReservations): Promise<[EtcdLuState, EtcdLuState, Buffer]> {
     const naa = randomBytes(16);
-    const make = (nodeId: string) => {
+    const make = (nodeId: string, commitBoundMs?: number) => {
       const s = new EtcdLuState({ naa, persisted, canPersist: true, persist: () => Promise.resolve() }, { client: client(), cluster, nodeId, log });
       states.push(s);
       return s;
@@ -283,4 +283,85 @@ describeIf(requireEtcd())('EtcdLuState against a real etcd', () => {
     a.detachNexus(n.key);
     expect(a.reservations.conflicts(other, WRITE)).toBeUndefined();
   });
+});
+
+describeIf(requireEtcd())('EtcdLuState with a three-member etcd losing members', () => {
+  let etcd: EtcdCluster;
+  const clients: Etcd3[] = [];
+  const states: EtcdLuState[] = [];
+
+  beforeAll(async () => {
+    etcd = await startEtcd({ name: 'etcd-lu-state-3', members: 3 });
+  }, 60_000);
+  afterAll(async () => {
+    for (const s of states) await s.close();
+    for (const c of clients) c.close();
+    await etcd?.stop();
+  }, 30_000);
+
+  it('one member killed: PR OUTs go on; quorum lost briefly: the PR OUT waits and lands once; lost past the bound: NOT READY, reads answer, the nodes agree after', async () => {
+    const naa = randomBytes(16);
+    const make = (nodeId: string, commitBoundMs?: number) => {
+      const client = new Etcd3({ hosts: etcd.endpoints });
+      clients.push(client);
+      const s = new EtcdLuState({ naa, canPersist: true, persist: () => Promise.resolve() }, { client, cluster: 'q', nodeId, log, commitBoundMs });
+      states.push(s);
+      return s;
+    };
+    const a = make('a');
+    const b = make('b');
+    await Promise.all([a.ready, b.ready]);
+    const na = nexus('host1', 1);
+    const nb = nexus('host2', 2);
+    await a.changeReservations(reg(na, 1n));
+    await etcd.members[0].kill();
+    await a.changeReservations((r) => r.reserve(na, 1n, PrType.EXCLUSIVE_ACCESS));
+    await b.waitForRevision(a.committedRevision);
+    expect(b.reservations.conflicts(nb, WRITE)).toMatch(/type 3/);
+    await b.changeReservations(reg(nb, 2n));
+    await a.waitForRevision(b.committedRevision);
+    expect(a.reservations.registrations.map((r) => r.key)).toEqual([1n, 2n]);
+
+    // Quorum lost for less than the bound: the PR OUT waits it out and lands exactly once.
+    await etcd.members[1].kill();
+    const gen = b.reservations.generation;
+    const preempt = b.changeReservations((r) => r.preempt(nb, 2n, 1n, PrType.EXCLUSIVE_ACCESS));
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(b.reservations.isHolder(na)).toBe(true); // not answered yet; reads from the replica
+    await Promise.all([etcd.members[0].restart(), etcd.members[1].restart()]);
+    const removed = await preempt;
+    expect(removed.map((r) => r.key)).toEqual([1n]);
+    await a.waitForRevision(b.committedRevision, 20_000);
+    for (const s of [a, b]) {
+      expect(s.reservations.generation).toBe(gen + 1);
+      expect(s.reservations.registrations.map((r) => r.key)).toEqual([2n]);
+      expect(s.reservations.isHolder(nb)).toBe(true);
+    }
+
+    // Quorum lost for longer than the bound: NOT READY (initiators retry it), reads still answer.
+    await a.changeReservations(reg(na, 3n));
+    const c = make('c', 4_000); // node c: host2 through another port of B's node, a short bound
+    await c.ready;
+    await c.waitForRevision(a.committedRevision);
+    await etcd.members[0].kill();
+    await etcd.members[1].kill();
+    const t0 = Date.now();
+    const err = await c.changeReservations((r) => r.preempt(nb, 2n, 3n, PrType.EXCLUSIVE_ACCESS)).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(SenseError);
+    expect((err as SenseError).reason).toBe('LU_NOT_ACCESSIBLE_TRANSITIONING');
+    expect(Date.now() - t0).toBeLessThan(30_000); // generous safety bound: commitBoundMs is 4 s
+    expect(c.reservations.conflicts(na, WRITE)).toMatch(/type 3/);
+    expect(a.reservations.isHolder(nb)).toBe(true);
+    // Quorum back: whatever etcd decided about the unanswered attempt, both nodes agree on it,
+    // and the initiator's retry then finds host1's key 3 gone (no registration: RESERVATION CONFLICT) or removes it.
+    await Promise.all([etcd.members[0].restart(), etcd.members[1].restart()]);
+    await Promise.all([a.sync(20_000), b.sync(20_000), c.sync(20_000)]);
+    expect(a.reservations.snapshot()).toEqual(b.reservations.snapshot());
+    expect(c.reservations.snapshot()).toEqual(b.reservations.snapshot());
+    const landed = !a.reservations.registrations.some((r) => r.key === 3n);
+    const retry = await b.changeReservations((r) => r.preempt(nb, 2n, 3n, PrType.EXCLUSIVE_ACCESS)).then(() => 'good', (e: Error) => e.constructor.name);
+    expect(retry).toBe(landed ? 'ReservationConflict' : 'good');
+    await a.waitForRevision(b.committedRevision);
+    expect(a.reservations.registrations.map((r) => r.key)).toEqual([2n]);
+  }, 120_000);
 });
