@@ -8,6 +8,13 @@
  * throttled disk moves 1 MiB in 0.1 s at 10 MB/s), and grows at most
  * fourfold per step (a fast first step may have come from the page cache).
  * Without a deadline every step is the largest.
+ *
+ * What a command measured is remembered for the next one on the same storage
+ * (a `memory` key: the destination store) for RATE_MEMORY_MS: its first step
+ * is then sized from that rate (still at most half the time left, and at most
+ * GROWTH x FIRST_STEP_BYTES) instead of the 1 MiB probe, so a 2 MiB WRITE
+ * USING TOKEN after another is one step, one round trip to the copy lane, not
+ * two (issue 12). The first command on a store, or one after a pause, probes.
  */
 
 /** The first step of a copy with a deadline. */
@@ -22,6 +29,11 @@ export const STEP_GRANULE = 64 * 1024;
 const GROWTH = 4;
 /** A step is planned to take at most this share of the time left. */
 const SHARE_OF_TIME_LEFT = 0.5;
+/** How long a command's measured rate sizes the next command's first step. */
+export const RATE_MEMORY_MS = 5000;
+
+/** The slowest rate the last paced command on a store measured, and when (Date.now()). */
+const remembered = new WeakMap<object, { rate: number; at: number }>();
 
 export class StepPacer {
   /**
@@ -43,7 +55,15 @@ export class StepPacer {
     private readonly deadline: number,
     private readonly maxBytes: number,
     private readonly unit: number,
-  ) {}
+    /** Remember the rate for the next command on this storage, and start from the last one's (a destination store). */
+    private readonly memory?: object,
+  ) {
+    const last = memory && this.bounded ? remembered.get(memory) : undefined;
+    if (last && Date.now() - last.at < RATE_MEMORY_MS) {
+      this.rate = last.rate;
+      this.largest = FIRST_STEP_BYTES; // the first step may grow from the probe size, as a second step would
+    }
+  }
 
   get bounded(): boolean {
     return this.deadline !== Infinity;
@@ -64,8 +84,13 @@ export class StepPacer {
   done(bytes: number, ms: number): void {
     this.largest = Math.max(this.largest, bytes);
     const r = bytes / Math.max(ms, 0.5);
+    this.measured = this.measured === undefined ? r : Math.min(this.measured, r);
     this.rate = this.rate === undefined ? r : Math.min(this.rate, r);
+    if (this.memory) remembered.set(this.memory, { rate: this.measured, at: Date.now() });
   }
+
+  /** The slowest rate this command measured (what the next one remembers: not an older command's). */
+  private measured: number | undefined;
 
   /** Run one step of `bytes` with `step`, measured. */
   async step<T>(bytes: number, step: () => Promise<T>): Promise<T> {

@@ -193,7 +193,7 @@ async function writeFromToken(store: RodTokenStore, t: RodToken, source: CopyTar
   const lu = port.destination.lu;
   const dbs = lu.blockSize;
   // Windows' budget: every step, the first too, ends by the deadline (step-pacer.ts).
-  const pacer = new StepPacer(deadline, ROD_CHUNK_BYTES, dbs);
+  const pacer = new StepPacer(deadline, ROD_CHUNK_BYTES, dbs, lu.store);
   let rod = Number(wut.offsetIntoRod) * dbs;
   const rodEnd = t.bytesRepresented;
   const p: Progress = { blocks: 0, shortfall: false };

@@ -91,6 +91,20 @@ describe('the deadline bounds every step of a foreground WRITE USING TOKEN (issu
     await s.device.close();
   }, 60_000);
 
+  it('a foreground WUT after another on the same LU starts from the rate the first measured (issue 12): 2 MiB in one step; the first one probed with 1 MiB', async () => {
+    const s = setup({ deadlineMs: 3000 });
+    const blocks = (2 * MiB) / BS;
+    const { token } = await tokenOf(s, 1, blocks);
+    for (const [i, steps] of [[0, [MiB, MiB]], [1, [2 * MiB]], [2, [2 * MiB]]] as const) {
+      s.slow.copied = [];
+      const w = wutParams(token, [[i * blocks, blocks]], { offset: 0 });
+      expect((await s.run(writeUsingTokenCdb(20 + i, w.length), 1, w)).status).toBe(ScsiStatus.GOOD);
+      expect(s.slow.copied).toEqual(steps);
+      expect(s.stores[1].data.subarray(i * 2 * MiB, (i + 1) * 2 * MiB).equals(s.source.subarray(0, 2 * MiB))).toBe(true);
+    }
+    await s.device.close();
+  }, 60_000);
+
   it('without a deadline (IMMED=1) steps are whole (up to 64 MiB: here all 32 MiB at once)', async () => {
     const s = setup();
     const blocks = s.BYTES / BS;
