@@ -31,6 +31,8 @@ import { WatchProgress, withTimeout as within } from './etcd-progress';
 const MAX_ATTEMPTS = 16;
 const OP_TIMEOUT_MS = 5_000;
 const withTimeout = <T>(p: Promise<T>, what: string): Promise<T> => within(p, OP_TIMEOUT_MS, what);
+/** A transaction's gRPC deadline: the client sends nothing after it (no late resend of a change reported failed). */
+const deadline = () => ({ deadline: Date.now() + OP_TIMEOUT_MS });
 /** Bytes of a new sealing key (HMAC-SHA256 key size). */
 export const SEALING_KEY_BYTES = 32;
 
@@ -92,7 +94,7 @@ export class EtcdTokenState implements TokenState {
       client
         .if(this.k('current'), 'Create', '==', 0)
         .then(client.put(this.k(`keys/${first.id}`)).value(JSON.stringify({ id: first.id, secret: first.secret.toString('base64') })), client.put(this.k('current')).value(String(first.id)))
-        .commit(),
+        .options(deadline()).commit(),
       'sealing key',
     );
     if (made.succeeded) this.log.info({ keyId: first.id }, 'made the cluster\'s first ROD token sealing key');
@@ -172,7 +174,7 @@ export class EtcdTokenState implements TokenState {
   async create(record: TokenRecord): Promise<void> {
     const { client } = this.o;
     const k = this.k(`rec/${record.key}`);
-    const res = await withTimeout(client.if(k, 'Create', '==', 0).then(client.put(k).value(toWire(record))).commit(), 'token create');
+    const res = await withTimeout(client.if(k, 'Create', '==', 0).then(client.put(k).value(toWire(record))).options(deadline()).commit(), 'token create');
     if (!res.succeeded) throw new Error(`token ${record.key} exists`);
     this.committedRevision = Number(res.header.revision);
     // The caller's object is the record (its state is updated in place later), even when the
@@ -206,7 +208,7 @@ export class EtcdTokenState implements TokenState {
       if (lease) leaseId = await withTimeout(lease.grant(), `${what} lease`);
       const put = client.put(k).value(toWire(n.rec));
       if (leaseId !== undefined) put.lease(leaseId);
-      const res = await withTimeout(client.if(k, 'Mod', '==', cur.rev).then(put).else(client.get(k)).commit(), what);
+      const res = await withTimeout(client.if(k, 'Mod', '==', cur.rev).then(put).else(client.get(k)).options(deadline()).commit(), what);
       if (res.succeeded) {
         this.committedRevision = Number(res.header.revision);
         this.adopt(n.rec, this.committedRevision);
@@ -245,7 +247,7 @@ export class EtcdTokenState implements TokenState {
         client
           .if(this.k('current'), 'Mod', '==', Number(kv.mod_revision))
           .then(client.put(this.k(`keys/${id}`)).value(JSON.stringify({ id, secret: key.secret.toString('base64') })), client.put(this.k('current')).value(String(id)))
-          .commit(),
+          .options(deadline()).commit(),
         'sealing key rotation',
       );
       if (res.succeeded) {
