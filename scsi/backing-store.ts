@@ -90,6 +90,12 @@ export interface BackingStore extends BackingStoreCapabilities {
    * compares and writes under its range lock (atomic within this process).
    */
   compareAndWrite?(offset: number, compare: Buffer, data: Buffer, options?: WriteOptions): Promise<number | null>;
+  /**
+   * The longest compareAndWrite the store takes, in bytes (RBD: one 512-byte
+   * sector, librbd 16.2 refuses more); a longer one takes the core's path.
+   * Unset: any length.
+   */
+  readonly compareAndWriteMaxBytes?: number;
   /** Flush and release the underlying resources. */
   close(): Promise<void>;
 }

@@ -28,7 +28,7 @@ export async function executeCompareAndWrite(ctx: CommandContext): Promise<Comma
   const offset = Number(lba) * lu.blockSize;
   const m = await lu.mutate(offset, bytes, fua ? 'fua' : 'auto');
   try {
-    if (lu.store.compareAndWrite) {
+    if (lu.store.compareAndWrite && bytes <= (lu.store.compareAndWriteMaxBytes ?? Infinity)) {
       // The store compares and writes in one operation (RBD: in the OSD, atomic across nodes).
       const miss = await m.move(offset, bytes, (store) => store.compareAndWrite!(offset, verify, write, { fua }));
       if (miss !== null) throw new SenseError('MISCOMPARE', { information: miss });

@@ -83,6 +83,20 @@ describe('COMPARE AND WRITE through the store', () => {
     expect(store.data[0]).toBe(0xbb);
   });
 
+  it('longer than the store\'s compareAndWriteMaxBytes: the core reads, compares and writes itself', async () => {
+    const store = new CawStore(64 * BS);
+    Object.assign(store, { compareAndWriteMaxBytes: BS });
+    const device = makeDevice([store]);
+    const one = Buffer.concat([Buffer.alloc(BS, 0), Buffer.alloc(BS, 4)]);
+    expect((await device.execute(task(caw(0, 1), { dataOut: one }))).status).toBe(ScsiStatus.GOOD);
+    expect(store.caws.length).toBe(1);
+    const two = Buffer.concat([Buffer.alloc(2 * BS, 0), Buffer.alloc(2 * BS, 5)]);
+    expect((await device.execute(task(caw(8, 2), { dataOut: two }))).status).toBe(ScsiStatus.GOOD);
+    expect(store.caws.length).toBe(1);
+    expect(store.reads).toBe(1);
+    expect(store.data.subarray(8 * BS, 10 * BS).every((b) => b === 5)).toBe(true);
+  });
+
   it('a store failure maps like a write failure (EIO -> 3/0C/00)', async () => {
     const store = new CawStore(64 * BS);
     store.compareAndWrite = async () => {
