@@ -12,7 +12,8 @@
  * - seekData/seekHole from rbd_diff_iterate2 (object granularity without the
  *   object map: an allocated object counts as data from its start to its end).
  * - compareAndWrite is rbd_compare_and_write, atomic in the OSD, so COMPARE
- *   AND WRITE (VMware ATS) is atomic across nodes.
+ *   AND WRITE (VMware ATS) is atomic across nodes; librbd takes one aligned
+ *   512-byte sector (compareAndWriteMaxBytes).
  * - copyRange is left out: the core's read/write fallback moves the bytes
  *   through this gateway, as librbd would (RADOS copy-from is C++ only).
  *
@@ -129,6 +130,13 @@ export class RbdStore implements BackingStore {
   readonly canClone = false;
   readonly supportsFua = true;
   readonly thinProvisioned = true;
+  /**
+   * librbd 16.2's compare and write takes one 512-byte aligned sector and
+   * refuses more (EINVAL, measured): what ESXi's ATS sends (NLB 1 of 512-byte
+   * blocks). Longer ones take the core's node-local path; the composition
+   * should advertise MAXIMUM COMPARE AND WRITE LENGTH 1 for a 512-byte RBD LU.
+   */
+  readonly compareAndWriteMaxBytes = 512;
   /** Set once an operation failed with ESHUTDOWN: this node's client was blocklisted (fenced). */
   fenced = false;
   private closed = false;
