@@ -178,15 +178,20 @@ export class Alua {
    * that changed anything. Returns whether anything changed.
    */
   setStates(states: ReadonlyMap<number, AccessStateCode>): boolean {
+    return this.apply(states, true);
+  }
+
+  /** `transition` false: the states the device starts with (no status code, nobody told). */
+  private apply(states: ReadonlyMap<number, AccessStateCode>, transition: boolean): boolean {
     let changed = false;
     for (const [id, state] of states) {
       const g = this.byId.get(id);
       if (!g || g.state === state) continue;
       g.state = state;
-      g.statusCode = AluaStatusCode.IMPLICIT;
+      if (transition) g.statusCode = AluaStatusCode.IMPLICIT;
       changed = true;
     }
-    if (changed) for (const cb of [...this.listeners]) cb();
+    if (changed && transition) for (const cb of [...this.listeners]) cb();
     return changed;
   }
 
@@ -196,20 +201,21 @@ export class Alua {
   }
 
   /**
-   * Take every node group's state from the membership now and at each of
-   * its changes (accessStateFor). Returns the unsubscribe.
+   * Take every node group's state from the membership: now, as the states
+   * the device starts with, then at each of its changes as implicit
+   * transitions (accessStateFor). Returns the unsubscribe.
    */
   follow(membership: NodeStates): () => void {
-    const apply = (): void => {
+    const next = (): Map<number, AccessStateCode> => {
       const nodes = membership.states();
-      const next = new Map<number, AccessStateCode>();
+      const out = new Map<number, AccessStateCode>();
       for (const g of this.byId.values()) {
-        if (g.node !== undefined) next.set(g.id, accessStateFor(membership.self, g.node, nodes.get(g.node)));
+        if (g.node !== undefined) out.set(g.id, accessStateFor(membership.self, g.node, nodes.get(g.node)));
       }
-      this.setStates(next);
+      return out;
     };
-    apply();
-    return membership.onChange(apply);
+    this.apply(next(), false);
+    return membership.onChange(() => this.apply(next(), true));
   }
 }
 

@@ -73,12 +73,14 @@ describe('ALUA model (scsi/alua.ts)', () => {
       [2, 'b', [17], AccessState.ACTIVE_OPTIMIZED],
       [7, 'c', [33], AccessState.UNAVAILABLE],
     ]);
-    expect(heard).toBe(1); // a came alive (it starts unavailable until the membership says otherwise)
-    expect(alua.groups().map((g) => g.statusCode)).toEqual([AluaStatusCode.IMPLICIT, AluaStatusCode.NONE, AluaStatusCode.NONE]);
+    // The membership at follow() is where the device starts: no transition, no status code, nobody told.
+    expect(heard).toBe(0);
+    expect(alua.groups().map((g) => g.statusCode)).toEqual([AluaStatusCode.NONE, AluaStatusCode.NONE, AluaStatusCode.NONE]);
     m.set('c', 'gone'); // no change
-    expect(heard).toBe(1);
+    expect(heard).toBe(0);
     m.set('a', 'gone');
-    expect(heard).toBe(2);
+    expect(heard).toBe(1);
+    expect(alua.groups().map((g) => g.statusCode)).toEqual([AluaStatusCode.IMPLICIT, AluaStatusCode.NONE, AluaStatusCode.NONE]);
     expect(alua.stateOf(1)).toBe(AccessState.UNAVAILABLE);
     expect(alua.groupOfPort(33).id).toBe(7);
     expect(alua.groupOfPort(999).id).toBe(2); // a port no group names: this node's group
@@ -152,7 +154,7 @@ describe('ALUA in the SCSI device: a three-node cluster seen from node b', () =>
     expect(d[5]).toBe(5); // IMPLICIT TRANSITION TIME
     const supported = SupportedStates.AO_SUP | SupportedStates.AN_SUP | SupportedStates.U_SUP;
     expect(decodeRtpg(d, true)).toEqual([
-      { state: AccessState.ACTIVE_NON_OPTIMIZED, supported, id: 1, status: AluaStatusCode.IMPLICIT, ports: [1] },
+      { state: AccessState.ACTIVE_NON_OPTIMIZED, supported, id: 1, status: AluaStatusCode.NONE, ports: [1] },
       { state: AccessState.ACTIVE_OPTIMIZED, supported, id: 2, status: AluaStatusCode.NONE, ports: [17] },
       { state: AccessState.UNAVAILABLE, supported, id: 7, status: AluaStatusCode.NONE, ports: [33] },
     ]);
