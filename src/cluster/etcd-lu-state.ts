@@ -235,7 +235,7 @@ export class EtcdLuState implements LuState {
         }
         this.watcher = w;
         w.on('data', (r: IWatchResponse) => this.onWatch(r));
-        w.on('error', (err) => this.log.warn({ err: String(err) }, 'watch error'));
+        w.on('error', (err) => this.resync(w, err));
         return;
       } catch (err) {
         if (this.closed) return;
@@ -243,6 +243,19 @@ export class EtcdLuState implements LuState {
         await new Promise((r) => setTimeout(r, Math.min(5_000, 100 * 2 ** Math.min(attempt, 6))));
       }
     }
+  }
+
+  /**
+   * etcd canceled the watch (it came back at a revision compacted meanwhile, e.g. after a
+   * member it watched through was down): read `pr` again and watch from there. Unit
+   * attentions other nodes raised in the gap are not replayed (logged).
+   */
+  private resync(w: Watcher, err: unknown): void {
+    if (this.closed || this.watcher !== w) return;
+    this.watcher = undefined;
+    this.log.warn({ err: String(err), revision: this.revision }, 'reservations watch canceled; reading them again (unit attentions from other nodes in the gap are lost)');
+    void w.cancel().catch(() => undefined);
+    void this.load(undefined);
   }
 
   /** Adopt a `pr` key-value (undefined: absent) unless the replica is already newer. */

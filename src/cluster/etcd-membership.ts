@@ -99,11 +99,16 @@ export class EtcdMembership implements ClusterMembership {
 
   private async startWatch(): Promise<void> {
     const res = await this.client.getAll().prefix(this.prefix).exec();
+    this.present.clear();
     for (const kv of res.kvs) this.present.add(kv.key.toString().slice(this.prefix.length));
     const rev = Number(res.header.revision);
-    this.revision = rev;
+    this.revision = Math.max(this.revision, rev);
     this.update();
     const w = await this.client.watch().prefix(this.prefix).startRevision(String(rev + 1)).create();
+    if (this.closed) {
+      await w.cancel();
+      return;
+    }
     this.watcher = w;
     w.on('put', (kv) => this.present.add(kv.key.toString().slice(this.prefix.length)));
     w.on('delete', (kv) => this.present.delete(kv.key.toString().slice(this.prefix.length)));
@@ -111,7 +116,23 @@ export class EtcdMembership implements ClusterMembership {
       this.revision = Math.max(this.revision, Number(r.header.revision));
       this.update();
     });
-    w.on('error', (err) => this.log.warn({ err: String(err) }, 'membership watch error'));
+    // etcd canceled the watch (compacted past it after a reconnect): read the nodes again.
+    w.on('error', (err) => {
+      if (this.closed || this.watcher !== w) return;
+      this.watcher = undefined;
+      this.log.warn({ err: String(err) }, 'membership watch canceled; reading the nodes again');
+      void w.cancel().catch(() => undefined);
+      this.rewatch();
+    });
+  }
+
+  private rewatch(attempt = 0): void {
+    if (this.closed) return;
+    this.startWatch().catch((err: unknown) => {
+      this.log.warn({ err: String(err), attempt }, 'reading the nodes again failed; retrying');
+      const t = setTimeout(() => this.rewatch(attempt + 1), Math.min(5_000, 200 * 2 ** Math.min(attempt, 5)));
+      t.unref();
+    });
   }
 
   private update(): void {

@@ -98,12 +98,29 @@ export class EtcdTokenState implements TokenState {
       'sealing key',
     );
     if (made.succeeded) this.log.info({ keyId: first.id }, 'made the cluster\'s first ROD token sealing key');
+    await this.load();
+    if (!this.sealing.has(this.currentId)) throw new Error(`sealing key ${this.currentId} named current but absent`);
+    this.log.info({ keyId: this.currentId, records: this.records.size }, 'token state loaded from etcd');
+  }
+
+  /** Read every key under tokens/ and watch from there (at start, and when etcd canceled the watch). */
+  private async load(): Promise<void> {
+    const { client } = this.o;
     const res = await withTimeout(client.getAll().prefix(this.prefix).exec(), 'token records');
-    for (const kv of res.kvs) this.applyPut(kv);
+    const present = new Set<string>();
+    for (const kv of res.kvs) {
+      this.applyPut(kv);
+      const key = kv.key.toString().slice(this.prefix.length);
+      if (key.startsWith('rec/')) present.add(key.slice(4));
+    }
+    for (const key of [...this.records.keys()]) if (!present.has(key)) this.records.delete(key);
     const rev = Number(res.header.revision);
     this.progress.advance(rev);
-    if (!this.sealing.has(this.currentId)) throw new Error(`sealing key ${this.currentId} named current but absent`);
     const w = await client.watch().prefix(this.prefix).startRevision(String(rev + 1)).create();
+    if (this.closed) {
+      await w.cancel();
+      return;
+    }
     this.watcher = w;
     w.on('data', (r: IWatchResponse) => {
       for (const ev of r.events) {
@@ -112,8 +129,22 @@ export class EtcdTokenState implements TokenState {
       }
       this.progress.advance(Number(r.header.revision));
     });
-    w.on('error', (err) => this.log.warn({ err: String(err) }, 'token watch error'));
-    this.log.info({ keyId: this.currentId, records: this.records.size }, 'token state loaded from etcd');
+    w.on('error', (err) => {
+      if (this.closed || this.watcher !== w) return;
+      this.watcher = undefined;
+      this.log.warn({ err: String(err) }, 'token watch canceled; reading the tokens again');
+      void w.cancel().catch(() => undefined);
+      this.reload();
+    });
+  }
+
+  private reload(attempt = 0): void {
+    if (this.closed) return;
+    this.load().catch((err: unknown) => {
+      this.log.warn({ err: String(err), attempt }, 'reading the tokens again failed; retrying');
+      const t = setTimeout(() => this.reload(attempt + 1), Math.min(5_000, 200 * 2 ** Math.min(attempt, 5)));
+      t.unref();
+    });
   }
 
   private applyPut(kv: IKeyValue): void {
