@@ -23,11 +23,12 @@
  *     /proc/PID/task/TID/status before and after the same fixed-count run.
  *
  * --patterns KEY,... picks patterns (default: the three above; QD1 ones: 4k-seq-write-qd1,
- * 4k-rand-write-qd1, 4k-rand-read-qd1). --ab-env NAME=VALUE starts a second xcopyd with that
+ * 4k-rand-write-qd1, 4k-rand-read-qd1). --rounds N repeats each pattern's CPU run N times, rotating
+ * the targets' order. --ab-env NAME=VALUE starts a second xcopyd with that
  * variable set (e.g. XCOPYD_INLINE_WRITES=0) measured in the same run, for a before/after.
  *
  *   npx ts-node --transpile-only test/bench/write-analysis.ts [--count4k N] [--count1m N] [--no-strace] [--perf]
- *       [--patterns KEY,...] [--ab-env NAME=VALUE] [--no-login]
+ *       [--patterns KEY,...] [--ab-env NAME=VALUE] [--no-login] [--rounds N]
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -75,6 +76,7 @@ const PATTERNS = patternArg ? ALL_PATTERNS.filter((p) => patternArg.includes(p.k
 /** A second xcopyd with this environment variable set, measured beside the first. */
 const AB_ENV = args.includes('--ab-env') ? args[args.indexOf('--ab-env') + 1] : undefined;
 const LOGIN = !args.includes('--no-login');
+const ROUNDS = Math.max(1, Math.min(10, opt('--rounds', 1)));
 
 const load1 = () => loadavg()[0].toFixed(1);
 
@@ -252,7 +254,9 @@ async function main(): Promise<number> {
     }
     for (const p of PATTERNS) {
       console.log(`\n## ${p.key}, ${p.count} commands`);
-      for (const t of targets) {
+      // --rounds N: the CPU/wake-up runs N times, the targets' order rotated each round.
+      const order = Array.from({ length: ROUNDS * targets.length }, (_, i) => targets[(i + Math.floor(i / targets.length)) % targets.length]);
+      for (const t of order) {
         const c = await cpuPerCommand(t, p, logFile);
         console.log(`  ${label.get(t)}: ${c.seconds} s (load ${load1()}); target CPU ${c.targetUsPerCmd.toFixed(1)} us/cmd [${c.perThread}]; ` +
           `wake-ups ${c.wakeupsPerCmd.toFixed(2)}/cmd [${c.wakeups}], preemptions ${c.preemptionsPerCmd.toFixed(2)}/cmd; client CPU ${c.clientUsPerCmd.toFixed(1)} us/cmd`);
