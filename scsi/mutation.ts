@@ -142,8 +142,10 @@ export class Mutation extends RangeHold {
 /**
  * The one place backing-store failures become sense:
  * ENOSPC/EDQUOT -> 7/27/07; EIO -> 3/11/00 on reads, 3/0C/00 on writes;
- * EROFS -> 7/27/00. Anything else is returned unchanged (-> INTERNAL TARGET
- * FAILURE, unless the caller knows better).
+ * EROFS -> 7/27/00; ESHUTDOWN (this node was fenced: its RBD client is
+ * blocklisted) -> 2/04/0C, the ALUA answer of a gone node, so multipath fails
+ * over. Anything else is returned unchanged (-> INTERNAL TARGET FAILURE,
+ * unless the caller knows better).
  */
 export function storeErrorToSense(err: unknown, writing: boolean): unknown {
   if (err instanceof SenseError) return err;
@@ -156,6 +158,8 @@ export function storeErrorToSense(err: unknown, writing: boolean): unknown {
       return new SenseError(writing ? 'WRITE_ERROR' : 'MEDIUM_ERROR_READ');
     case 'EROFS':
       return new SenseError('WRITE_PROTECTED');
+    case 'ESHUTDOWN':
+      return new SenseError('LU_NOT_ACCESSIBLE_UNAVAILABLE');
     default:
       return err;
   }
