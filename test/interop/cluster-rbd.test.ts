@@ -137,7 +137,7 @@ describeIf(ok)('RbdStore on a one-mon, one-memstore-OSD Ceph', () => {
     expect((await b.read(100 * BS, BS)).every((x) => x === winner)).toBe(true);
   });
 
-  it('fence: B breaks A\'s lock, A\'s next write fails with ESHUTDOWN (4/44/00 through the core), B\'s data stays; A restarted writes again', async () => {
+  it('fence: B breaks A\'s lock, A\'s next write fails with ESHUTDOWN (2/04/0C through the core), B\'s data stays; A restarted writes again', async () => {
     const name = image();
     const a = await store(name, 'A');
     const b = await store(name, 'B');
@@ -151,10 +151,10 @@ describeIf(ok)('RbdStore on a one-mon, one-memstore-OSD Ceph', () => {
     const rejectMs = Number(process.hrtime.bigint() - t1) / 1e6;
     console.log(`fence: break_lock ${fenceMs.toFixed(1)} ms, the fenced client's next write rejected after ${rejectMs.toFixed(1)} ms`);
     expect(a.fenced).toBe(true);
-    // Through the SCSI core: no sense reason for ESHUTDOWN, so INTERNAL TARGET FAILURE.
+    // Through the SCSI core: 2/04/0C, the ALUA state of a gone node (scsi/mutation.ts storeErrorToSense).
     const r = await makeDevice([a]).execute(task(write10(0, 1), { dataOut: Buffer.alloc(BS, 0xef) }));
     const s = senseOf(r);
-    expect([s.key, s.asc, s.ascq]).toEqual([4, 0x44, 0]);
+    expect([s.key, s.asc, s.ascq]).toEqual([2, 0x04, 0x0c]);
     await b.write(0, Buffer.alloc(4096, 0xbb));
     const back = await b.read(0, 8192);
     expect(back.subarray(0, 4096).every((x) => x === 0xbb)).toBe(true);
@@ -165,6 +165,46 @@ describeIf(ok)('RbdStore on a one-mon, one-memstore-OSD Ceph', () => {
     const a2 = await store(name, 'A');
     await a2.write(8192, Buffer.alloc(512, 0xa2));
     expect((await b.read(8192, 512)).every((x) => x === 0xa2)).toBe(true);
+  }, 60_000);
+
+  it('fence with A\'s writes in flight: every A write after the fence fails, the data reads as B\'s pattern', async () => {
+    const name = image();
+    const a = await store(name, 'A');
+    const b = await store(name, 'B');
+    const region = 256 * 1024;
+    let fenced = false;
+    let acked = 0;
+    let rejected = 0;
+    let ackedAfterFence = 0;
+    // A rewrites the region in 4 KiB pieces, QD8, until its writes fail (bounded: 20 s, 100000 writes).
+    const deadline = Date.now() + 20_000;
+    let i = 0;
+    const lane = async () => {
+      while (Date.now() < deadline && i < 100_000) {
+        const off = (i++ % (region / 4096)) * 4096;
+        try {
+          await a.write(off, Buffer.alloc(4096, 0xa));
+          acked++;
+          if (fenced) ackedAfterFence++;
+        } catch (err) {
+          expect((err as NodeJS.ErrnoException).code).toBe('ESHUTDOWN');
+          rejected++;
+          return;
+        }
+      }
+    };
+    const lanes = Promise.all(Array.from({ length: 8 }, lane));
+    while (acked < 64) await new Promise((r) => setTimeout(r, 5));
+    expect(await b.fence('A')).toBe(1);
+    fenced = true;
+    await b.write(0, Buffer.alloc(region, 0xb));
+    await lanes;
+    expect(rejected).toBe(8);
+    // A write acknowledged after break_lock returned was sent before the blocklist reached the OSD,
+    // so it landed before B's pattern: nothing of A may show after it.
+    const back = await b.read(0, region);
+    expect(back.every((x) => x === 0xb)).toBe(true);
+    console.log(`fence under load: ${acked} A writes acknowledged (${ackedAfterFence} completing after break_lock returned), 8 lanes rejected`);
   }, 60_000);
 
   it('snapshots for tokens: the snapshot reads the old bytes after an overwrite; removed, it is gone', async () => {
