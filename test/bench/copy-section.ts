@@ -350,6 +350,8 @@ async function standalone(): Promise<void> {
     if (only !== 'whole') await perCommand(t, { count, sizes });
   } finally {
     await t.stop();
+    // Two 1 GiB LUNs per run: the data directory goes, the logs stay.
+    if (t.dataDir) fs.rmSync(t.dataDir, { recursive: true, force: true });
   }
 }
 
