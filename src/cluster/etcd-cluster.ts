@@ -81,12 +81,14 @@ export async function openEtcdCluster(o: OpenEtcdClusterOptions): Promise<EtcdCl
   const m = membership;
   const t = tokenState;
   let closed = false;
+  /** The other alive nodes: a PR OUT completes once they have it in their replicas. */
+  const peers = () => [...m.states()].filter(([id, st]) => st === 'alive' && id !== o.nodeId).map(([id]) => id);
   return {
     membership: m,
     tokenState: t,
     luStateFactory: (init: LuStateInit): LuState => {
       if (closed) throw new Error('etcd cluster closed');
-      const s = new EtcdLuState(init, { client, cluster: o.cluster, nodeId: o.nodeId, log: o.log });
+      const s = new EtcdLuState(init, { client, cluster: o.cluster, nodeId: o.nodeId, log: o.log, peers });
       luStates.add(s);
       return s;
     },

@@ -36,6 +36,11 @@
  * response is lost: the state stays one and the same on every node, and its
  * unit attentions still reach this node's nexuses through the watch.
  *
+ * A committed PR OUT completes once every other node alive in the
+ * membership has it in its replica, unit attentions raised (each node puts
+ * ack/<node> = the `pr` revision its replica reached), or after ACK_WAIT_MS:
+ * a PR IN or a command through another path right after the PR OUT sees it.
+ *
  * Durability: etcd is the store. A committed transaction is on a quorum of
  * etcd members' disks before the promise resolves, APTPL or not, so the
  * LU's persist file is not written (a restarted node reads etcd; a persist
@@ -72,6 +77,12 @@ export const TXN_TIMEOUT_MS = 5_000;
  * retry.
  */
 export const COMMIT_BOUND_MS = 20_000;
+/**
+ * Bound on waiting for the other alive nodes to have a committed PR OUT in their replicas. A
+ * node that has not acknowledged by then (hung, starting, cut off) is logged and not waited
+ * for; a hung node is declared gone a lease TTL later.
+ */
+export const ACK_WAIT_MS = 1_000;
 
 interface WireRegistration {
   key: string;
@@ -138,6 +149,13 @@ export interface EtcdLuStateOptions {
   log: Logger;
   /** Bound on one PR OUT (default COMMIT_BOUND_MS). */
   commitBoundMs?: number;
+  /**
+   * The other nodes a PR OUT waits for (alive in the membership): it completes once each has
+   * applied it to its replica (acknowledged under ack/<node>), or after ackWaitMs.
+   */
+  peers?: () => readonly string[];
+  /** Bound on that wait (default ACK_WAIT_MS). */
+  ackWaitMs?: number;
 }
 
 function naaHex(naa: Buffer): string {
@@ -170,6 +188,12 @@ export class EtcdLuState implements LuState {
   private queue: Promise<unknown> = Promise.resolve();
   /** PR OUT attempts of this instance whose unit attentions this node has raised. */
   private readonly uasApplied = new Set<string>();
+  private readonly ackPrefix: string;
+  /** The `pr` mod revision each node has acknowledged having in its replica. */
+  private readonly acks = new Map<string, number>();
+  private readonly ackListeners = new Set<() => void>();
+  private ackSent = 0;
+  private ackChain: Promise<void> = Promise.resolve();
 
   constructor(
     init: LuStateInit,
@@ -178,6 +202,7 @@ export class EtcdLuState implements LuState {
     this.prefix = keys.lu(o.cluster, naaHex(init.naa));
     this.prKey = `${this.prefix}pr`;
     this.uaKey = `${this.prefix}ua`;
+    this.ackPrefix = `${this.prefix}ack/`;
     this.origin = `${o.nodeId}/${randomUUID()}`;
     this.log = o.log.child({ component: 'etcd-lu-state', naa: naaHex(init.naa) });
     this.local = new LocalLuState({ naa: init.naa, canPersist: false, persist: () => Promise.resolve() });
@@ -228,6 +253,7 @@ export class EtcdLuState implements LuState {
         this.applyPr(res.kvs[0]);
         this.loaded = true;
         this.progress.advance(rev);
+        this.sendAck(this.prRev);
         const w = await client.watch().prefix(this.prefix).startRevision(String(rev + 1)).create();
         if (this.closed) {
           await w.cancel();
@@ -268,9 +294,16 @@ export class EtcdLuState implements LuState {
   }
 
   private onWatch(r: IWatchResponse): void {
+    let prChanged = false;
     for (const ev of r.events) {
       const key = ev.kv.key.toString();
-      if (key === this.prKey) {
+      if (key.startsWith(this.ackPrefix)) {
+        if (ev.type !== 'Put') continue;
+        const node = key.slice(this.ackPrefix.length);
+        this.acks.set(node, Math.max(this.acks.get(node) ?? 0, Number(ev.kv.value.toString()) || 0));
+        for (const l of [...this.ackListeners]) l();
+      } else if (key === this.prKey) {
+        prChanged = true;
         if (ev.type === 'Put') this.applyPr(ev.kv);
         else {
           this.replica = replicaOf(undefined, this.replica.spc2Holder);
@@ -293,6 +326,47 @@ export class EtcdLuState implements LuState {
       }
     }
     this.progress.advance(Number(r.header.revision));
+    if (prChanged) this.sendAck(this.prRev);
+  }
+
+  /** Tell the node that made a PR OUT this replica has it (and its unit attentions): ack/<node> = pr's mod revision. */
+  private sendAck(rev: number): void {
+    if (rev <= this.ackSent || this.closed || !this.o.peers) return;
+    this.ackSent = rev;
+    const put = () =>
+      this.o.client
+        .put(`${this.ackPrefix}${this.o.nodeId}`)
+        .value(String(rev))
+        .options({ deadline: Date.now() + TXN_TIMEOUT_MS })
+        .exec()
+        .then(
+          () => undefined,
+          (err: unknown) => this.log.debug({ err: String(err), rev }, 'acknowledging a PR OUT failed'),
+        );
+    this.ackChain = this.ackChain.then(put, put);
+  }
+
+  /** Wait (bounded) until every other alive node has acknowledged `revision`. */
+  private async awaitAcks(revision: number): Promise<void> {
+    const peers = (this.o.peers?.() ?? []).filter((p) => p !== this.o.nodeId);
+    const missing = () => peers.filter((p) => (this.acks.get(p) ?? 0) < revision);
+    if (missing().length === 0) return;
+    const ms = this.o.ackWaitMs ?? ACK_WAIT_MS;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.ackListeners.delete(check);
+        resolve();
+      };
+      const check = () => {
+        if (missing().length === 0) done();
+      };
+      const timer = setTimeout(() => {
+        this.log.warn({ revision, nodes: missing() }, 'PR OUT completes without these alive nodes acknowledging it');
+        done();
+      }, ms);
+      this.ackListeners.add(check);
+    });
   }
 
   private applyUas(e: UaEvent): void {
@@ -360,6 +434,7 @@ export class EtcdLuState implements LuState {
         if (threw) throw Object.assign(threw.err as object, { revision });
         if (writes) {
           this.landed(copy, revision, op, uas);
+          await this.awaitAcks(revision);
           return { out: out as T, revision, wrote: true };
         }
         this.replica.spc2Holder = copy.spc2Holder; // RESERVE/RELEASE(6/10): local
@@ -373,6 +448,7 @@ export class EtcdLuState implements LuState {
         this.committedRevision = revision;
         this.log.info({ revision }, 'PR OUT without an answer had landed');
         this.landed(mine.copy, revision, storedOp(fresh), mine.uas ?? []);
+        await this.awaitAcks(revision);
         return { out: mine.out, revision, wrote: true };
       }
       // Another node changed `pr` since the replica was read: take the fresh state, run again.

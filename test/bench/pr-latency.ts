@@ -6,10 +6,12 @@
  *   local        LocalLuState, nothing written (APTPL=0)
  *   local-aptpl  LocalLuState, APTPL=1: the persist file written (temp file + rename) each time
  *   etcd         EtcdLuState against a real etcd on loopback (Debian's 3.4, started here,
- *                --members 1 or 3): one compare-and-swap transaction per PR OUT
+ *                --members 1 or 3): one compare-and-swap transaction per PR OUT; with
+ *                --nodes 2 (default) a second node serves the LU and each PR OUT also waits
+ *                for its acknowledgement (openEtcdCluster's peers)
  * Prints median / p99 / max per mode and each mode's median over local's.
  *
- *   npx ts-node --transpile-only test/bench/pr-latency.ts [--rounds N] [--seconds S] [--members 1|3]
+ *   npx ts-node --transpile-only test/bench/pr-latency.ts [--rounds N] [--seconds S] [--members 1|3] [--nodes 1|2]
  * Bounded: --rounds (default 300, so 900 PR OUTs) and --seconds (default 30) per mode.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -32,6 +34,7 @@ function arg(name: string, def: number): number {
 const ROUNDS = arg('rounds', 300);
 const SECONDS = arg('seconds', 30);
 const MEMBERS = arg('members', 1);
+const NODES = arg('nodes', 2);
 const log = pino({ level: 'silent' });
 
 function prout(sa: number, type: number, rk: bigint, sark: bigint, aptpl: boolean): { cdb: Buffer; data: Buffer } {
@@ -78,13 +81,13 @@ async function measure(name: string, device: ScsiDevice, aptpl: boolean): Promis
     await one(prout(0x02, 0x1, key, 0n, aptpl)); // RELEASE
   }
   const s = stats(times);
-  console.log(`${name.padEnd(12)} n=${s.n}  median ${s.median.toFixed(3)} ms  p99 ${s.p99.toFixed(3)} ms  max ${s.max.toFixed(3)} ms`);
+  console.log(`${name.padEnd(14)} n=${s.n}  median ${s.median.toFixed(3)} ms  p99 ${s.p99.toFixed(3)} ms  max ${s.max.toFixed(3)} ms`);
   return s;
 }
 
-function device(state?: LuStateFactory, persistPath?: string): ScsiDevice {
-  const id = { ...identity(0), naa: Buffer.concat([Buffer.from([0x60]), randomBytes(15)]) };
-  return new ScsiDevice({ logger: log, luns: [{ lun: 0, store: new MemoryStore(1024 * 512), identity: id, state, persistPath }] });
+function device(state?: LuStateFactory, persistPath?: string, naa?: Buffer): ScsiDevice & { lu0Naa: Buffer } {
+  const id = { ...identity(0), naa: naa ?? Buffer.concat([Buffer.from([0x60]), randomBytes(15)]) };
+  return Object.assign(new ScsiDevice({ logger: log, luns: [{ lun: 0, store: new MemoryStore(1024 * 512), identity: id, state, persistPath }] }), { lu0Naa: id.naa });
 }
 
 async function main(): Promise<void> {
@@ -94,13 +97,18 @@ async function main(): Promise<void> {
   try {
     const local = await measure('local', device(), false);
     const aptpl = await measure('local-aptpl', device(undefined, path.join(dir, 'lu0.json')), true);
-    const cluster = await openEtcdCluster({ endpoints: etcd.endpoints, cluster: 'bench', nodeId: 'a', nodeIds: ['a'], leaseTtlSeconds: 5, log });
+    const nodeIds = NODES >= 2 ? ['a', 'b'] : ['a'];
+    const cluster = await openEtcdCluster({ endpoints: etcd.endpoints, cluster: 'bench', nodeId: 'a', nodeIds, leaseTtlSeconds: 5, log });
+    const other = NODES >= 2 ? await openEtcdCluster({ endpoints: etcd.endpoints, cluster: 'bench', nodeId: 'b', nodeIds, leaseTtlSeconds: 5, log }) : undefined;
     try {
       const d = device(cluster.luStateFactory);
+      if (other) device(other.luStateFactory, undefined, d.lu0Naa);
       await cluster.luStatesReady();
-      const e = await measure(`etcd x${MEMBERS}`, d, false);
+      await other?.luStatesReady();
+      const e = await measure(`etcd x${MEMBERS} ${nodeIds.length}n`, d, false);
       console.log(`median ratio: etcd/local ${(e.median / local.median).toFixed(1)}x, etcd/local-aptpl ${(e.median / aptpl.median).toFixed(1)}x; p99 ratio etcd/local ${(e.p99 / local.p99).toFixed(1)}x`);
     } finally {
+      await other?.close();
       await cluster.close();
     }
   } finally {

@@ -94,6 +94,26 @@ describeIf(requireEtcd())('openEtcdCluster: two nodes serving one LU', () => {
     expect(senseOf(ua)).toMatchObject({ key: 6, asc: 0x2a, ascq: 0x05 });
     expect((await da.execute(task(write10, { nexus: na, dataOut: Buffer.alloc(BS) }))).status).toBe(ScsiStatus.RESERVATION_CONFLICT);
     expect((await db.execute(task(write10, { nexus: nb, dataOut: Buffer.alloc(BS) }))).status).toBe(ScsiStatus.GOOD);
+    // A PR OUT completes once the other alive node has it: PR IN through B right after a PR OUT
+    // through A, with no wait in between, always sees it (READ KEYS, PRGENERATION).
+    const readKeys = async (d: ScsiDevice, n: ItNexus) => {
+      const c = cdbOf([0x5e, 0], 10);
+      c.writeUInt16BE(256, 7);
+      const d_ = dataOf(await d.execute(task(c, { nexus: n, isWrite: false })));
+      const keys: bigint[] = [];
+      for (let off = 8; off < 8 + d_.readUInt32BE(4); off += 8) keys.push(d_.readBigUInt64BE(off));
+      return { generation: d_.readUInt32BE(0), keys };
+    };
+    const nc = nexusOn('host3', 1);
+    da.attachNexus(nc);
+    await da.execute(task(TUR, { nexus: nc }));
+    for (let i = 1; i <= 20; i++) {
+      const key = BigInt(0x100 + i);
+      expect((await prout(da, nc, 6, 0n, key)).status).toBe(ScsiStatus.GOOD); // REGISTER AND IGNORE EXISTING KEY
+      const seen = await readKeys(db, nb);
+      expect({ i, generation: seen.generation, keys: seen.keys }).toEqual({ i, generation: sa.reservations.generation, keys: [0xbn, key] });
+    }
+
     // One sealing key for the cluster.
     expect(cb.tokenState.sealingKey().secret.equals(ca.tokenState.sealingKey().secret)).toBe(true);
     // A closes: its lease is revoked, B sees it gone well within the 30 s TTL.
