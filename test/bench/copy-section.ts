@@ -9,8 +9,8 @@
  *    - raw copy_file_range of LUN 0's backing file into a fresh file of the same data
  *      directory, in 64 MiB calls and in 2 MiB calls (the kernel's share of the offload),
  *    - `qemu-img info` on LUN 0 (process start, login, logout: paid by every qemu-img run).
- *  perCommand(): one EXTENDED COPY (LID1, one block -> block segment; 64 MiB is two segments
- *    of 32 MiB, a segment counts at most 65535 blocks) and one
+ *  perCommand(): one EXTENDED COPY (LID1, block -> block segments of at most 16 MiB: 64 MiB is
+ *    four segments, each a step of its own; a segment counts at most 65535 blocks) and one
  *    POPULATE TOKEN + RECEIVE ROD TOKEN INFORMATION + WRITE USING TOKEN of 64 KiB, 2 MiB and
  *    64 MiB at a time, from a TS initiator in this process (test/support/initiator.ts), each
  *    timed end to end, alternating with the same copy made by a synchronous copy_file_range
@@ -225,7 +225,7 @@ export async function perCommand(t: Target, o: PerCommandOptions = {}): Promise<
     const naa0 = await naaOf(ini, l0);
     const naa1 = await naaOf(ini, l1);
     let listId = 1;
-    // A block -> block segment counts at most 65535 blocks: 64 MiB is two 32 MiB segments.
+    // A block -> block segment counts at most 65535 blocks: 64 MiB is four 16 MiB segments.
     const SEG_BLOCKS = 32768;
     const xcopy = async (off: number, size: number) => {
       const segs: Buffer[] = [];
