@@ -14,8 +14,10 @@
  * - compareAndWrite is rbd_compare_and_write, atomic in the OSD, so COMPARE
  *   AND WRITE (VMware ATS) is atomic across nodes; librbd takes one aligned
  *   512-byte sector (compareAndWriteMaxBytes).
- * - copyRange is left out: the core's read/write fallback moves the bytes
- *   through this gateway, as librbd would (RADOS copy-from is C++ only).
+ * - copyRange moves the bytes through this gateway (RADOS copy-from is C++
+ *   only): 4 MiB pieces, four at a time, source holes (diff_iterate2) made
+ *   holes in the destination instead of read and written; measured against
+ *   the core's serial 1 MiB fallback in test/bench/rbd-store.ts.
  *
  * Fencing: at open each writable store takes an advisory shared lock on the
  * image (cookie = node id, tag 'xcopyd'); any number of nodes hold it and
@@ -32,7 +34,8 @@
  * readSnapshot (the image opened read-only at the snapshot).
  */
 import type { Logger } from 'pino';
-import type { BackingStore, WriteOptions } from '../../scsi/backing-store';
+import { abortReason } from '../../scsi/abort';
+import type { BackingStore, CopyRangeOptions, CopyRangeResult, WriteOptions } from '../../scsi/backing-store';
 import { ENOENT, EEXIST, ESHUTDOWN, RBD_FEATURE_EXCLUSIVE_LOCK, RBD_FEATURE_LAYERING, RadosCluster, RbdImage, createImage, type RbdIoMode } from './rbd';
 
 export interface RbdLocation {
@@ -65,6 +68,9 @@ export interface RbdStoreOptions {
 export const RBD_LOCK_TAG = 'xcopyd';
 /** diff_iterate2 looks this far ahead per call when seeking. */
 const SEEK_WINDOW = 1024 * 1024 * 1024;
+/** copyRange's piece (one default RBD object) and how many are in flight. */
+const COPY_PIECE = 4 * 1024 * 1024;
+const COPY_DEPTH = 4;
 
 /** `rbd:<pool>/<image>` -> its parts, or null when `path` is not an RBD path. */
 export function parseRbdPath(path: string): RbdLocation | null {
@@ -330,6 +336,51 @@ export class RbdStore implements BackingStore {
       if (at < from + len) return at;
     }
     return Math.min(at, this.size);
+  }
+
+  /**
+   * Copy [srcOffset, srcOffset+length) to `dst` at dstOffset through this
+   * gateway: pieces of COPY_PIECE, COPY_DEPTH at a time (one at a time, in
+   * memmove order, when the ranges overlap in one store); a piece with no
+   * allocated source object becomes a hole in `dst` (punchHole, or zeros
+   * where it cannot) unless preserveHoles is false. Stops between pieces
+   * when aborted (rejects with the signal's reason); onProgress gets the
+   * bytes done from the start of the range.
+   */
+  async copyRange(dst: BackingStore, srcOffset: number, dstOffset: number, length: number, options: CopyRangeOptions = {}): Promise<CopyRangeResult> {
+    if (this.closed) throw eofError(this.path);
+    if (dst.readOnly) throw Object.assign(new Error('copy destination is read-only'), { code: 'EROFS' });
+    const result: CopyRangeResult = { bytes: 0, cloned: 0, offloaded: 0, buffered: 0, holes: 0 };
+    if (length <= 0) return result;
+    const extents = options.preserveHoles === false ? null : await this.guard(this.image.allocated(srcOffset, length));
+    const isHole = (at: number, k: number): boolean =>
+      extents !== null && !extents.some(([s0, n0]) => s0 < srcOffset + at + k && s0 + n0 > srcOffset + at);
+    const overlap = dst === this && srcOffset < dstOffset + length && dstOffset < srcOffset + length;
+    const backwards = overlap && dstOffset > srcOffset;
+    const depth = overlap ? 1 : COPY_DEPTH;
+    const pieces: Array<[number, number]> = [];
+    for (let at = 0; at < length; at += COPY_PIECE) pieces.push([at, Math.min(COPY_PIECE, length - at)]);
+    if (backwards) pieces.reverse();
+    const signal = options.signal;
+    let done = 0;
+    for (let i = 0; i < pieces.length; i += depth) {
+      if (signal?.aborted) throw abortReason(signal, 'copy aborted');
+      await Promise.all(pieces.slice(i, i + depth).map(async ([at, k]) => {
+        if (isHole(at, k)) {
+          if (dst.canPunchHole) await dst.punchHole(dstOffset + at, k);
+          else await dst.write(dstOffset + at, Buffer.alloc(k));
+          result.holes += k;
+        } else {
+          const data = await this.read(srcOffset + at, k);
+          await dst.write(dstOffset + at, data);
+          result.buffered += k;
+        }
+        done += k;
+      }));
+      options.onProgress?.(done);
+    }
+    result.bytes = length;
+    return result;
   }
 
   /** Grow the image (and the LU) to `bytes`; shrinking is refused. Returns the new size. */

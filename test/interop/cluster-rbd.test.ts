@@ -207,6 +207,33 @@ describeIf(ok)('RbdStore on a one-mon, one-memstore-OSD Ceph', () => {
     console.log(`fence under load: ${acked} A writes acknowledged (${ackedAfterFence} completing after break_lock returned), 8 lanes rejected`);
   }, 60_000);
 
+  it('copyRange between two images: data copied, source holes become holes, progress and abort', async () => {
+    const src = await store(image(), 'A', { size: 32 * MiB });
+    const dst = await store(image(), 'A', { size: 32 * MiB });
+    await dst.write(8 * MiB, Buffer.alloc(MiB, 0xff)); // stale bytes where the source has a hole
+    const data = Buffer.alloc(MiB + 4096);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 13) & 0xff;
+    await src.write(4 * MiB + 512, data);
+    await src.write(20 * MiB, data);
+    const progress: number[] = [];
+    const r = await src.copyRange(dst, 0, 0, 32 * MiB, { onProgress: (b) => progress.push(b) });
+    expect(r.bytes).toBe(32 * MiB);
+    expect(r.buffered).toBe(8 * MiB); // two 4 MiB pieces hold data
+    expect(r.holes).toBe(24 * MiB);
+    expect(progress[progress.length - 1]).toBe(32 * MiB);
+    expect((await dst.read(4 * MiB + 512, data.length)).equals(data)).toBe(true);
+    expect((await dst.read(20 * MiB, data.length)).equals(data)).toBe(true);
+    expect((await dst.read(8 * MiB, MiB)).every((x) => x === 0)).toBe(true);
+    expect(await dst.seekData(0)).toBe(4 * MiB);
+    expect(await dst.seekData(8 * MiB)).toBe(20 * MiB);
+    // Shifted inside one image, overlapping (memmove order).
+    await src.copyRange(src, 4 * MiB, 4 * MiB + 4096, 2 * MiB);
+    expect((await src.read(4 * MiB + 4096 + 512, data.length)).equals(data)).toBe(true);
+    const ac = new AbortController();
+    ac.abort(new Error('stop'));
+    await expect(src.copyRange(dst, 0, 0, 32 * MiB, { signal: ac.signal })).rejects.toThrow('stop');
+  }, 60_000);
+
   it('snapshots for tokens: the snapshot reads the old bytes after an overwrite; removed, it is gone', async () => {
     const s = await store(image(), 'A');
     await s.write(2 * MiB, Buffer.alloc(8192, 0x11));
