@@ -55,10 +55,32 @@ export function checkEtcdClusterOptions(o: OpenEtcdClusterOptions): void {
   if (!Number.isInteger(o.leaseTtlSeconds) || o.leaseTtlSeconds < 1) throw new Error(`cluster.etcd.leaseTtlSeconds must be an integer >= 1, got ${o.leaseTtlSeconds}`);
 }
 
+/** Reconnect delays of a broken watch stream: 100 ms doubling up to WATCH_BACKOFF_MAX_MS, jittered. */
+export const WATCH_BACKOFF_MAX_MS = 2_000;
+
+interface Backoff {
+  readonly duration: number;
+  next(context: unknown): Backoff;
+}
+
+function watchBackoff(attempt = 0): Backoff {
+  const base = Math.min(WATCH_BACKOFF_MAX_MS, 100 * 2 ** Math.min(attempt, 5));
+  return { duration: Math.round(base * (0.5 + Math.random() / 2)), next: () => watchBackoff(attempt + 1) };
+}
+
+/**
+ * An etcd client for the cluster state. Its watch streams reconnect within WATCH_BACKOFF_MAX_MS
+ * (the client's default backs off up to 30 s, a replica stale that long after a member came
+ * back, and its pending reconnect timers outlive close()).
+ */
+export function newEtcdClient(endpoints: string[]): Etcd3 {
+  return new Etcd3({ hosts: endpoints, faultHandling: { watchBackoff: watchBackoff() } });
+}
+
 export async function openEtcdCluster(o: OpenEtcdClusterOptions): Promise<EtcdCluster> {
   checkEtcdClusterOptions(o);
   const log = o.log.child({ component: 'etcd-cluster', cluster: o.cluster, node: o.nodeId });
-  const client = new Etcd3({ hosts: o.endpoints });
+  const client = newEtcdClient(o.endpoints);
   const luStates = new Set<EtcdLuState>();
   let membership: EtcdMembership | undefined;
   let tokenState: EtcdTokenState | undefined;

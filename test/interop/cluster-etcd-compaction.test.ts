@@ -5,8 +5,8 @@
  * rather than stay stale for good. Three etcd members; the reader's client knows only member 0.
  */
 import { randomBytes } from 'node:crypto';
-import { Etcd3 } from 'etcd3';
 import pino from 'pino';
+import { newEtcdClient } from '../../src/cluster/etcd-cluster';
 import { EtcdLuState } from '../../src/cluster/etcd-lu-state';
 import { EtcdMembership } from '../../src/cluster/etcd-membership';
 import { EtcdTokenState } from '../../src/cluster/etcd-token-state';
@@ -36,8 +36,8 @@ describeIf(requireEtcd())('replicas after a watch canceled by compaction', () =>
 
   it('reservations, tokens and membership are read again and catch up', async () => {
     const [m0, m1, m2] = etcd.members;
-    const readerClient = new Etcd3({ hosts: [m0.clientUrl] });
-    const writerClient = new Etcd3({ hosts: [m1.clientUrl, m2.clientUrl] });
+    const readerClient = newEtcdClient([m0.clientUrl]);
+    const writerClient = newEtcdClient([m1.clientUrl, m2.clientUrl]);
     closers.push(() => readerClient.close(), () => writerClient.close());
     const naa = randomBytes(16);
     const init = { naa, canPersist: true, persist: () => Promise.resolve() };
